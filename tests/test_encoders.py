@@ -1,0 +1,297 @@
+"""Encoders: IR-SE backbone layout, pSp encoder shapes, pSp checkpoint compatibility, latent_avg sources."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from render2style.criteria.pretrained import MissingWeightsError
+from render2style.encoders import (
+    Backbone,
+    BackboneEncoderUsingLastLayerIntoW,
+    BackboneEncoderUsingLastLayerIntoWPlus,
+    GradualStyleEncoder,
+    get_units,
+    pSp,
+    stage_ends,
+    style_split,
+)
+from render2style.stylegan2 import Generator
+
+TINY_G = dict(size=32, channel_multiplier=1, channel_max=16)  # n_latent 8: coarse, medium and fine styles
+
+
+def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial weights and BatchNorm statistics, so a wrong layer order cannot go unnoticed."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif name.endswith(("running_mean", "bias")):
+                t.copy_(0.1 * torch.randn(t.shape, generator=g))
+            elif t.ndim == 1:  # BN / PReLU weights
+                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
+            else:
+                t.copy_(torch.randn(t.shape, generator=g) / math.sqrt(t[0].numel()))
+    return module
+
+
+# --- an independent functional pSp encoder, written from the paper + pSp's layout --------------------
+def _bn(sd, p, x):
+    return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"],
+                        training=False, eps=1e-5)
+
+
+def _unit(sd, p, x, stride):
+    if f"{p}.shortcut_layer.0.weight" in sd:
+        short = _bn(sd, f"{p}.shortcut_layer.1", F.conv2d(x, sd[f"{p}.shortcut_layer.0.weight"], stride=stride))
+    else:
+        short = x[:, :, ::stride, ::stride]  # MaxPool2d(kernel 1, stride)
+    r = _bn(sd, f"{p}.res_layer.0", x)
+    r = F.prelu(F.conv2d(r, sd[f"{p}.res_layer.1.weight"], padding=1), sd[f"{p}.res_layer.2.weight"])
+    r = _bn(sd, f"{p}.res_layer.4", F.conv2d(r, sd[f"{p}.res_layer.3.weight"], stride=stride, padding=1))
+    gate = r.mean((2, 3), keepdim=True)
+    gate = torch.sigmoid(F.conv2d(F.relu(F.conv2d(gate, sd[f"{p}.res_layer.5.fc1.weight"])),
+                                  sd[f"{p}.res_layer.5.fc2.weight"]))
+    return r * gate + short
+
+
+def reference_psp_codes(sd: dict, x: torch.Tensor, n_styles: int) -> torch.Tensor:
+    """pSp GradualStyleEncoder (IR-SE50) from its state dict: taps after units 6, 20, 23."""
+    x = _bn(sd, "input_layer.1", F.conv2d(x, sd["input_layer.0.weight"], padding=1))
+    x = F.prelu(x, sd["input_layer.2.weight"])
+    feats = {}
+    for i in range(24):
+        x = _unit(sd, f"body.{i}", x, 2 if i in (0, 3, 7, 21) else 1)
+        feats[i] = x
+    c1, c2, c3 = feats[6], feats[20], feats[23]
+    up = lambda a, b: F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=True) + b  # noqa: E731
+    p2 = up(c3, F.conv2d(c2, sd["latlayer1.weight"], sd["latlayer1.bias"]))
+    p1 = up(p2, F.conv2d(c1, sd["latlayer2.weight"], sd["latlayer2.bias"]))
+    codes = []
+    for i in range(n_styles):
+        h = c3 if i < 3 else p2 if i < 7 else p1
+        j = 0
+        while f"styles.{i}.convs.{j}.weight" in sd:
+            h = F.leaky_relu(F.conv2d(h, sd[f"styles.{i}.convs.{j}.weight"], sd[f"styles.{i}.convs.{j}.bias"],
+                                      stride=2, padding=1), 0.01)
+            j += 2
+        w = sd[f"styles.{i}.linear.weight"] / math.sqrt(512)  # EqualLinear, lr_mul 1
+        codes.append(h.flatten(1) @ w.t() + sd[f"styles.{i}.linear.bias"])
+    return torch.stack(codes, 1)
+
+
+@pytest.fixture(scope="module")
+def official_ckpt(tmp_path_factory):
+    """A checkpoint in the official pSp layout, built without render2style's pSp class."""
+    torch.manual_seed(0)
+    encoder = randomize_(GradualStyleEncoder(50, "ir_se", n_styles=8, input_nc=3), seed=1)
+    decoder = Generator(**TINY_G)
+    state = {**{f"encoder.{k}": v for k, v in encoder.state_dict().items()},
+             **{f"decoder.{k}": v for k, v in decoder.state_dict().items()}}
+    opts = dict(exp_dir="experiments/ffhq_encode", dataset_type="ffhq_encode", encoder_type="GradualStyleEncoder",
+                input_nc=3, label_nc=0, output_size=32, batch_size=8, learning_rate=1e-4, optim_name="ranger",
+                start_from_latent_avg=True, learn_in_w=False, lpips_lambda=0.8, id_lambda=0.1, l2_lambda=1.0,
+                stylegan_weights="pretrained_models/stylegan2-ffhq-config-f.pt", checkpoint_path=None,
+                device="cuda:0")
+    latent_avg = torch.randn(8, 512)
+    path = tmp_path_factory.mktemp("psp") / "psp_official_layout.pt"
+    torch.save({"state_dict": state, "opts": opts, "latent_avg": latent_avg}, path)
+    return path, state, latent_avg
+
+
+@pytest.fixture(scope="module")
+def official_model(official_ckpt):
+    return pSp.from_checkpoint(official_ckpt[0])
+
+
+# --- IR-SE backbone ---------------------------------------------------------------------------------
+def test_irse50_backbone_has_official_key_names_and_shapes():
+    sd = Backbone(112, 50, "ir_se").state_dict()
+    expected = {
+        "input_layer.0.weight": (64, 3, 3, 3),
+        "input_layer.2.weight": (64,),
+        "body.0.res_layer.0.running_var": (64,),
+        "body.0.res_layer.5.fc1.weight": (4, 64, 1, 1),
+        "body.0.res_layer.5.fc2.weight": (64, 4, 1, 1),
+        "body.3.shortcut_layer.0.weight": (128, 64, 1, 1),
+        "body.3.shortcut_layer.1.weight": (128,),
+        "body.23.res_layer.3.weight": (512, 512, 3, 3),
+        "output_layer.0.weight": (512,),
+        "output_layer.3.weight": (512, 25088),
+        "output_layer.4.weight": (512,),
+    }
+    for k, shape in expected.items():
+        assert tuple(sd[k].shape) == shape, k
+    assert not any(k.startswith("body.0.shortcut_layer") for k in sd)  # MaxPool shortcut, no parameters
+    assert max(int(k.split(".")[1]) for k in sd if k.startswith("body.")) == 23
+
+
+def test_irse_unit_counts_and_pyramid_taps():
+    assert [len(get_units(n)) for n in (50, 100, 152)] == [24, 49, 50]
+    assert stage_ends(50) == (2, 6, 20, 23)
+    assert stage_ends(100) == (2, 15, 45, 48)
+    assert stage_ends(152) == (2, 10, 46, 49)
+
+
+def test_irse50_strict_load_from_file_gives_same_unit_embeddings(tmp_path):
+    src = randomize_(Backbone(112, 50, "ir_se"), seed=3).eval()
+    state = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}  # pre-0.4.1 file
+    torch.save(state, tmp_path / "model_ir_se50.pth")
+    dst = Backbone(112, 50, "ir_se")
+    dst.load_state_dict(torch.load(tmp_path / "model_ir_se50.pth", weights_only=True), strict=True)
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        a, b = src(x), dst.eval()(x)
+    assert torch.equal(a, b)
+    assert torch.allclose(a.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+# --- encoders ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_styles,input_nc", [(18, 3), (14, 4)])
+def test_gradual_style_encoder_output_shape(n_styles, input_nc):
+    enc = GradualStyleEncoder(50, "ir_se", n_styles=n_styles, input_nc=input_nc).eval()
+    with torch.no_grad():
+        out = enc(torch.randn(1, input_nc, 256, 256))
+    assert out.shape == (1, n_styles, 512)
+    assert torch.isfinite(out).all()
+
+
+def test_style_split_rule():
+    assert style_split(18) == (3, 4, 11)
+    assert style_split(14) == (3, 4, 7)
+    assert style_split(10) == (3, 4, 3)
+    assert style_split(5) == (3, 2, 0)
+
+
+def test_ablation_encoders_output_shapes():
+    x = torch.randn(2, 4, 64, 64)
+    with torch.no_grad():
+        w = BackboneEncoderUsingLastLayerIntoW(50, "ir_se", input_nc=4).eval()(x)
+        wp = BackboneEncoderUsingLastLayerIntoWPlus(50, "ir_se", n_styles=10, input_nc=4).eval()(x)
+    assert w.shape == (2, 512)
+    assert wp.shape == (2, 10, 512)
+
+
+# --- pSp checkpoints --------------------------------------------------------------------------------
+def test_official_checkpoint_has_pSp_key_names(official_ckpt, official_model):
+    keys = set(official_model.state_dict())
+    assert keys == set(official_ckpt[1])
+    for k in ("encoder.styles.0.convs.0.weight", "encoder.styles.7.linear.weight", "encoder.latlayer1.weight",
+              "encoder.latlayer2.weight", "encoder.input_layer.0.weight", "encoder.body.0.res_layer.5.fc1.weight",
+              "decoder.style.1.weight", "decoder.convs.0.conv.weight", "decoder.noises.noise_0"):
+        assert k in keys, k
+
+
+def test_official_checkpoint_gives_pSp_codes_and_images(official_ckpt, official_model):
+    _, state, latent_avg = official_ckpt
+    model = official_model
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        images, codes = model(x, return_latents=True)
+        enc_sd = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        expected = reference_psp_codes(enc_sd, x, 8) + latent_avg
+        ref_images, _ = model.decoder([expected], input_is_latent=True, randomize_noise=False)
+    assert torch.allclose(codes, expected, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(images, ref_images, atol=1e-4)
+    assert torch.equal(model.latent_avg, latent_avg)
+
+
+def test_checkpoint_dict_round_trip_with_trainer_keys(official_model, tmp_path):
+    model = official_model
+    ckpt = model.checkpoint_dict()
+    assert set(ckpt) == {"state_dict", "opts", "latent_avg"}
+    assert isinstance(ckpt["opts"], dict) and ckpt["opts"]["encoder_type"] == "GradualStyleEncoder"
+    ckpt.update(step=7, optimizer={"state": {}})
+    torch.save(ckpt, tmp_path / "ours.pt")
+    again = pSp.from_checkpoint(tmp_path / "ours.pt")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.encode(x), again.encode(x))
+
+
+def test_checkpoint_with_wrong_keys_is_rejected_naming_the_file(official_ckpt, tmp_path):
+    path, state, latent_avg = official_ckpt
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["state_dict"]["encoder.latlayer1.weight"]
+    bad = tmp_path / "broken_psp.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(ValueError, match="broken_psp.pt"):
+        pSp.from_checkpoint(bad)
+
+
+# --- latent_avg: never missing ----------------------------------------------------------------------
+def _stylegan_file(tmp_path, latent_avg=None):
+    torch.manual_seed(0)
+    G = Generator(**TINY_G)
+    ckpt = {"g_ema": G.state_dict()}
+    if latent_avg is not None:
+        ckpt["latent_avg"] = latent_avg
+    path = tmp_path / "stylegan2.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+def test_latent_avg_from_stylegan_file_is_repeated_per_style(tmp_path):
+    file_avg = torch.randn(512)
+    opts = dict(stylegan_weights=str(_stylegan_file(tmp_path, file_avg)), output_size=32, ir_se50_weights="none")
+    model = pSp(opts)
+    assert model.latent_avg.shape == (8, 512)
+    assert torch.equal(model.latent_avg, file_avg.expand(8, 512))
+
+
+def test_latent_avg_computed_from_mapping_when_absent(tmp_path):
+    opts = dict(stylegan_weights=str(_stylegan_file(tmp_path)), output_size=32, ir_se50_weights="none",
+                encoder_type="BackboneEncoderUsingLastLayerIntoW", learn_in_w=True, latent_avg_samples=500)
+    model = pSp(opts)
+    assert model.latent_avg.shape == (1, 512)
+    assert torch.allclose(model.latent_avg, model.decoder.mean_latent(500, seed=0))
+    with torch.no_grad():
+        codes = model.encode(torch.randn(2, 3, 64, 64))
+    assert codes.shape == (2, 512)
+
+
+def test_demo_pSp_adds_latent_avg_and_mixes_styles():
+    model = pSp(dict(stylegan_weights="demo", latent_avg_samples=500)).eval()
+    assert (model.opts.output_size, model.n_styles) == (64, 10)
+    x, inject = torch.randn(1, 3, 64, 64), torch.randn(1, 10, 512)
+    with torch.no_grad():
+        raw = model.encoder(x)
+        images, codes = model(x, return_latents=True)
+        _, mixed = model(x, latent_mask=[7, 8, 9], inject_latent=inject, alpha=0.25, return_latents=True)
+    assert images.shape == (1, 3, 64, 64)
+    assert torch.allclose(codes, raw + model.latent_avg)
+    assert torch.allclose(mixed[:, :7], codes[:, :7])
+    assert torch.allclose(mixed[:, 7:], 0.25 * inject[:, 7:] + 0.75 * codes[:, 7:], atol=1e-6)
+
+
+# --- backbone initialization from ArcFace -----------------------------------------------------------
+def test_four_channel_input_initialized_from_rgb_arcface_weights(tmp_path):
+    arcface = randomize_(Backbone(112, 50, "ir_se"), seed=5).state_dict()
+    torch.save(arcface, tmp_path / "model_ir_se50.pth")
+    model = pSp(dict(stylegan_weights="demo", latent_avg_samples=10, input_nc=4,
+                     ir_se50_weights=str(tmp_path / "model_ir_se50.pth")))
+    w = model.encoder.input_layer[0].weight
+    assert w.shape == (64, 4, 3, 3)
+    assert torch.equal(w[:, :3], arcface["input_layer.0.weight"])
+    assert torch.count_nonzero(w[:, 3]) == 0
+    assert torch.equal(model.encoder.body[20].res_layer[5].fc1.weight, arcface["body.20.res_layer.5.fc1.weight"])
+    x = torch.randn(1, 4, 32, 32)
+    x_other_mask = torch.cat([x[:, :3], torch.rand(1, 1, 32, 32)], 1)
+    with torch.no_grad():
+        assert torch.equal(model.encoder.input_layer(x), model.encoder.input_layer(x_other_mask))
+
+
+def test_missing_arcface_file_names_it_and_its_source(tmp_path):
+    with pytest.raises(MissingWeightsError, match="model_ir_se50.pth.*pixel2style2pixel"):
+        pSp(dict(stylegan_weights="demo", latent_avg_samples=10, ir_se50_weights=str(tmp_path / "model_ir_se50.pth")))
+
+
+def test_real_generator_without_arcface_option_is_an_error(tmp_path):
+    with pytest.raises(MissingWeightsError, match="model_ir_se50.pth"):
+        pSp(dict(stylegan_weights=str(_stylegan_file(tmp_path)), output_size=32))
