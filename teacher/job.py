@@ -1,0 +1,307 @@
+"""The target-generation job: renders -> teacher -> a resumable, shardable target folder.
+
+Layout (docs/ARCHITECTURE.md "Target folder"): ``run.json``, ``latents/<id>.npy`` (float32
+``[n_latent, 512]``), ``images/<id>.png``, ``meta/<id>.json`` and ``metadata.csv``. An item is finished
+iff its ``meta/<id>.json`` exists; it is written last and atomically, so a crash loses at most the
+item in progress and a rerun skips finished items. Item k of the sorted ids belongs to shard k % n.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import fcntl
+import io
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from render2style.teacher import TeacherConfig, TeacherInput, run_teacher
+from render2style.teacher.priors import resolve_priors
+from render2style.utils.io import atomic_save_image, atomic_save_npy, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: iBUG 68-point mirror permutation: landmark j of a flipped face is landmark FLIP_68[j] of the original.
+FLIP_68 = (
+    list(range(16, -1, -1))                      # jaw
+    + list(range(26, 16, -1))                    # eyebrows 17-21 <-> 22-26
+    + [27, 28, 29, 30]                           # nose bridge
+    + [35, 34, 33, 32, 31]                       # nostrils
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]  # eyes 36-41 <-> 42-47
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
+    + [64, 63, 62, 61, 60, 67, 66, 65]           # inner lips
+)
+
+#: run.json fields that must agree for a folder to hold one consistent set of targets.
+COMPATIBILITY_KEYS = ("method", "generator", "size", "n_latent", "style_dim", "perceptual")
+
+FLIP_SUFFIX = "_flip"
+
+
+# --- shards ------------------------------------------------------------------------------------
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard: expected 'i/n' (e.g. 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard: need 0 <= i < n, got {text!r}")
+    return i, n
+
+
+def resolve_shard(shard: Optional[tuple[int, int]] = None, env: Optional[dict] = None) -> tuple[int, int]:
+    """The effective shard: ``shard`` (default 0/1), subdivided among torchrun ranks (``RANK``/``WORLD_SIZE``).
+
+    Rank r of W running shard i/n takes shard ``i + n·r`` of ``n·W``: the ranks partition shard i exactly.
+    """
+    env = os.environ if env is None else env
+    i, n = shard or (0, 1)
+    rank, world = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+    return i + n * rank, n * world
+
+
+def shard_ids(ids: Sequence[str], shard: tuple[int, int]) -> list[str]:
+    """The ids of ``shard`` = (i, n): item k of the sorted ids belongs to shard k % n."""
+    i, n = shard
+    return [x for k, x in enumerate(sorted(ids)) if k % n == i]
+
+
+# --- flipped renders ---------------------------------------------------------------------------
+def flip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
+    """Mirror 68 iBUG landmarks (pixel coordinates) for an image of ``width`` flipped horizontally."""
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    if landmarks.shape != (68, 2):
+        raise ValueError(f"flip_landmarks: expected [68, 2] iBUG landmarks, got shape {landmarks.shape}")
+    mirrored = landmarks[FLIP_68].copy()
+    mirrored[:, 0] = width - 1 - mirrored[:, 0]
+    return mirrored
+
+
+def flip_render(render):
+    """The horizontally flipped render (rgb, masks, landmarks mirrored)."""
+    def fl(a):
+        return None if a is None else np.ascontiguousarray(np.asarray(a)[:, ::-1])
+    width = render.rgb.shape[1]
+    landmarks = None if render.landmarks is None else flip_landmarks(render.landmarks, width)
+    return dataclasses.replace(render, id=render.id + FLIP_SUFFIX, rgb=fl(render.rgb),
+                               face_mask=fl(render.face_mask), hair_mask=fl(render.hair_mask),
+                               landmarks=landmarks)
+
+
+# --- folder ------------------------------------------------------------------------------------
+def item_paths(out_dir: str | os.PathLike, item_id: str) -> dict[str, Path]:
+    out = Path(out_dir)
+    return {"latent": out / "latents" / f"{item_id}.npy", "image": out / "images" / f"{item_id}.png",
+            "meta": out / "meta" / f"{item_id}.json"}
+
+
+def is_finished(out_dir: str | os.PathLike, item_id: str) -> bool:
+    return item_paths(out_dir, item_id)["meta"].is_file()
+
+
+def remove_partial(out_dir: str | os.PathLike, item_ids: Sequence[str]) -> int:
+    """Delete leftovers of unfinished items among ``item_ids`` (latents/images without meta, temp
+    files of interrupted writes). Only this shard's items: other ranks may be writing theirs."""
+    names = {p.name for i in item_ids if not is_finished(out_dir, i) for p in item_paths(out_dir, i).values()}
+    removed = 0
+    for sub in ("latents", "images", "meta"):
+        folder = Path(out_dir) / sub
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            # atomic writers use ".<name>.<random>.tmp" temp files
+            target = f.name[1:].rsplit(".", 2)[0] if f.name.startswith(".") and f.name.endswith(".tmp") else f.name
+            if target in names:
+                f.unlink()
+                removed += 1
+    return removed
+
+
+def check_run_config(out_dir: str | os.PathLike, config: dict[str, Any]) -> None:
+    """Write ``run.json``, or check that the existing one describes the same kind of targets."""
+    path = Path(out_dir) / "run.json"
+    if not path.is_file():
+        atomic_write_json(config, path)
+        return
+    with open(path) as f:
+        old = json.load(f)
+    diff = {k: (old.get(k), config.get(k)) for k in COMPATIBILITY_KEYS if old.get(k) != config.get(k)}
+    if diff:
+        detail = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+        raise ValueError(f"{path}: this target folder was made with a different configuration ({detail}); "
+                         "use another --out folder, or the original settings to resume")
+    changed = sorted(k for k in set(old.get("teacher", {})) | set(config.get("teacher", {}))
+                     if old.get("teacher", {}).get(k) != config.get("teacher", {}).get(k))
+    if changed:
+        log.warning("%s: resuming with different teacher settings (%s); rows record their own run", path,
+                    ", ".join(changed))
+
+
+def rebuild_metadata(out_dir: str | os.PathLike) -> Path:
+    """Rewrite ``metadata.csv`` from ``meta/*.json`` (atomically, under a file lock so that concurrent
+    shards cannot replace a complete table with an older, shorter one)."""
+    out = Path(out_dir)
+    with open(out / ".metadata.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = []
+        for p in sorted((out / "meta").glob("*.json")):
+            with open(p) as f:
+                rows.append(json.load(f))
+        columns = ["id"] + sorted({k for r in rows for k in r} - {"id"})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(buf.getvalue(), out / "metadata.csv")
+    return out / "metadata.csv"
+
+
+# --- one item ----------------------------------------------------------------------------------
+def teacher_input(render, device: str | torch.device = "cpu") -> TeacherInput:
+    """A ``Render`` (uint8 rgb, float masks, pixel landmarks) as the teacher's tensors on ``device``."""
+    def mask(m):
+        return None if m is None else torch.as_tensor(np.asarray(m, dtype=np.float32))[None, None].to(device)
+    image = torch.from_numpy(np.ascontiguousarray(render.rgb)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    landmarks = None if render.landmarks is None else torch.as_tensor(np.asarray(render.landmarks, np.float32))
+    return TeacherInput(image=image.to(device), face_mask=mask(render.face_mask), hair_mask=mask(render.hair_mask),
+                        landmarks=landmarks)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``[3, H, W]`` in [-1, 1] -> RGB PIL image."""
+    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte()
+    return Image.fromarray(arr.permute(1, 2, 0).numpy(), "RGB")
+
+
+def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Scalar metrics for a metadata row; nested dicts flattened (``seconds.total`` -> ``seconds_total``)."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(flat_metrics(v, f"{prefix}{k}_"))
+            continue
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, (bool, int, float, str)):
+            out[prefix + k] = v
+    return out
+
+
+def write_target(out_dir: str | os.PathLike, item_id: str, w_plus: np.ndarray, image: Image.Image,
+                 row: dict[str, Any]) -> None:
+    """Write latent, image, then meta (the finished marker); remove the first two if anything fails."""
+    paths = item_paths(out_dir, item_id)
+    try:
+        atomic_save_npy(w_plus, paths["latent"])
+        atomic_save_image(image, paths["image"])
+        atomic_write_json(row, paths["meta"])
+    except BaseException:
+        if not paths["meta"].is_file():
+            for key in ("latent", "image"):
+                paths[key].unlink(missing_ok=True)
+        raise
+
+
+# --- the job -----------------------------------------------------------------------------------
+def run_config(G, cfg: TeacherConfig, method: str, perceptual, generator_name: str, seed: int, flip: bool,
+               extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The ``run.json`` contents; ``demo`` is true with the demo generator or without perceptual terms."""
+    use_perceptual = perceptual is not False
+    return {"method": method, "generator": generator_name, "size": G.size, "n_latent": G.n_latent,
+            "style_dim": G.style_dim, "perceptual": use_perceptual,
+            "demo": generator_name == "demo" or not use_perceptual, "seed": seed, "flip": flip,
+            "teacher": cfg.as_dict(), **(extra or {})}
+
+
+def _log_demo(config: dict[str, Any]) -> None:
+    reasons = (["demo generator (random weights, not photoreal)"] if config["generator"] == "demo" else []) + (
+        [] if config["perceptual"] else ["perceptual terms OFF (--no_perceptual)"])
+    if reasons:
+        log.warning("DEMO targets: %s", "; ".join(reasons))
+
+
+def _pending(out: Path, source, shard: tuple[int, int], flip: bool, limit: Optional[int]):
+    """This shard's work units ``(render_id, flipped)`` and the unfinished ones, leftovers removed."""
+    ids = sorted(source.ids)[:limit] if limit is not None else sorted(source.ids)
+    units = [(x, f) for x in shard_ids(ids, shard) for f in ((False, True) if flip else (False,))]
+    unit_ids = [x + FLIP_SUFFIX if f else x for x, f in units]
+    removed = remove_partial(out, unit_ids)
+    if removed:
+        log.info("removed %d leftover file(s) of unfinished items", removed)
+    return units, [u for u, uid in zip(units, unit_ids) if not is_finished(out, uid)]
+
+
+def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perceptual, shard: tuple[int, int],
+            device) -> tuple[np.ndarray, Image.Image, dict[str, Any]]:
+    """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row)."""
+    t0 = time.perf_counter()
+    result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"])
+    w_plus = result.w_plus.detach().float().cpu().numpy()
+    if w_plus.shape != (G.n_latent, G.style_dim):
+        raise RuntimeError(f"teacher returned W+ of shape {w_plus.shape}, expected ({G.n_latent}, {G.style_dim})")
+    row = {**flat_metrics(result.metrics), "id": render.id, "render_id": cached.id, "flip": render is not cached,
+           "render": str(cached.path), "method": config["method"], "generator": config["generator"],
+           "demo": config["demo"], "perceptual": config["perceptual"], "base_seed": config["seed"],
+           "seconds": round(time.perf_counter() - t0, 3), "shard": f"{shard[0]}/{shard[1]}"}
+    return w_plus.astype(np.float32), to_pil(result.image), row
+
+
+def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, method: str, perceptual,
+                     shard: Optional[tuple[int, int]] = None, flip: bool = False, progress: bool = True,
+                     seed: int = 0, generator_name: str = "demo", device: str | torch.device = "cpu",
+                     skip_corrupt: bool = False, limit: Optional[int] = None,
+                     extra_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Run the teacher on every unfinished render of this shard and write the target folder.
+
+    ``source``: indexable renders with ``.ids`` (``render2style.datasets.build_render_source``).
+    ``perceptual``: ``PerceptualNets`` or False (the explicit demo option: no LPIPS/VGG terms, recorded).
+    ``shard``: ``(i, n)``; under torchrun each rank takes its part (see :func:`resolve_shard`).
+    ``generator_name``: ``"demo"`` or the weights file, recorded. ``limit``: only the first ``limit``
+    sorted ids. ``extra_config``: more fields for ``run.json``. Returns counts and timing.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shard = resolve_shard(shard)
+    config = run_config(G, cfg, method, perceptual, generator_name, seed, flip, extra_config)
+    check_run_config(out, config)
+    _log_demo(config)
+    units, todo = _pending(out, source, shard, flip, limit)
+    stats = {"shard": list(shard), "total": len(units), "already_done": len(units) - len(todo), "done": 0}
+    log.info("shard %d/%d: %d items, %d already finished, %d to do (%s, out %s)", shard[0], shard[1],
+             len(units), stats["already_done"], len(todo), method, out)
+
+    t_job = time.perf_counter()
+    if todo:
+        cfg = resolve_priors(G, cfg, device, seed)  # centroids etc. once, not per item
+    index = {x: k for k, x in enumerate(source.ids)}
+    cached, corrupt = None, set()
+    for render_id, flipped in tqdm(todo, desc=f"targets {shard[0]}/{shard[1]}", unit="img",
+                                   disable=not progress, dynamic_ncols=True):
+        if render_id in corrupt:
+            continue
+        if cached is None or cached.id != render_id:
+            try:
+                cached = source[index[render_id]]
+            except (ValueError, OSError) as e:
+                if not skip_corrupt:
+                    raise ValueError(f"render {render_id!r}: {e} (use --skip_corrupt to skip bad renders)") from e
+                log.warning("skipping corrupt render %r: %s", render_id, e)
+                corrupt.add(render_id)
+                continue
+        render = flip_render(cached) if flipped else cached
+        write_target(out, render.id, *_target(G, render, cached, cfg, config, perceptual, shard, device))
+        stats["done"] += 1
+    stats.update(skipped_corrupt=len(corrupt), seconds=round(time.perf_counter() - t_job, 3))
+    rebuild_metadata(out)
+    log.info("shard %d/%d finished: %d new targets, %d skipped (corrupt) in %.1f s", shard[0], shard[1],
+             stats["done"], stats["skipped_corrupt"], stats["seconds"])
+    return stats
