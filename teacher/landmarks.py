@@ -7,29 +7,15 @@ landmarks or mask), so no detector runs and both images are measured inside the 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from render2style.criteria.pretrained import MissingWeightsError
+from render2style.alignment.landmarks import face_recognition_model_file
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
-
-
-def predictor_path() -> Path:
-    """Path of dlib's 68-landmark predictor inside the installed ``face_recognition_models`` package."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingWeightsError(f"{PREDICTOR_FILE}: package face_recognition_models is not installed "
-                                  "(pip install face_recognition_models dlib-bin)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / PREDICTOR_FILE
-    if not path.is_file():
-        raise MissingWeightsError(f"{path}: dlib predictor file missing; reinstall face_recognition_models")
-    return path
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,7 +49,7 @@ class LandmarkDetector:
 
     def __init__(self, box: tuple[int, int, int, int], path: Optional[str | os.PathLike] = None):
         import dlib
-        self.predictor = _load_predictor(str(path or predictor_path()))
+        self.predictor = _load_predictor(str(path or face_recognition_model_file(PREDICTOR_FILE)))
         self.rect = dlib.rectangle(*box)
 
     @torch.no_grad()

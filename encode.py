@@ -1,0 +1,157 @@
+"""Encode renders into W+ codes and photoreal faces with a trained pSp-layout encoder.
+
+    r2s-encode --checkpoint CKPT --input renders/ --out results/ [--dtype bf16 --compile]
+    r2s-encode ... --n_variants 4 --latent_mask 8-17 --mix_alpha 0.5 --truncation 0.7 --seed 1
+    r2s-encode ... --interpolate --interp_steps 16 --interp_video mp4
+    r2s-encode ... --paste_back --transforms aligned/transforms
+
+Outputs in --out: images/<name>.png (generated faces), latents/<name>.npy (W+ [n_latent, 512]) or
+latents/codes_XXXXX.{npy,json} with --codes_per_batch, grids/, variants/<name>_vK.png, interpolation/,
+paste_back/ and summary.json (timings, failed inputs, options).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from render2style.alignment.ffhq import AlignTransform
+from render2style.alignment.paste import paste_back
+from render2style.encoders.psp import pSp
+from render2style.inference.engine import InferenceModel, pick_device, synchronize
+from render2style.inference.inputs import make_loader, read_image
+from render2style.inference.latent_ops import interpolate
+from render2style.inference.mixing import mix_styles, parse_latent_mask
+from render2style.inference.outputs import (save_batch_codes, save_codes, save_images, save_sequence, side_by_side,
+                                            to_uint8, write_summary)
+from render2style.options.encode_options import EncodeOptions
+from render2style.utils.io import atomic_save_image
+
+log = logging.getLogger("render2style.encode")
+
+
+def _paste_batch(images: torch.Tensor, names: Sequence[str], transforms: Path, out: Path, blend: str) -> None:
+    """Composite each generated face into the original image its alignment transform names."""
+    from PIL import Image
+
+    for face, name in zip(to_uint8(images), names):
+        tpath = transforms / f"{name}.json"
+        if not tpath.is_file():
+            log.warning("paste-back: no transform %s for %s; skipped", tpath, name)
+            continue
+        t = AlignTransform.load(tpath)
+        rgb, alpha = read_image(Path(t.source))
+        atomic_save_image(Image.fromarray(paste_back(rgb, face, t, face_mask=alpha, blend=blend)),
+                          out / f"{name}.png")
+
+
+def _write_interpolation(model: InferenceModel, pair: list[tuple[str, torch.Tensor]], opts, out: Path) -> None:
+    """Morph frames (and an optional mp4/gif) from the first input's code to the second's."""
+    if len(pair) < 2:
+        log.error("--interpolate needs at least two readable inputs; got %d", len(pair))
+        return
+    layers = parse_latent_mask(opts.interp_layers, model.n_latent) if opts.interp_layers else None
+    frames = interpolate(pair[0][1], pair[1][1], opts.interp_steps, per_layer=layers)
+    images = torch.cat([model.decode(chunk, opts.resize_outputs) for chunk in frames.split(opts.batch_size)])
+    folder = out / "interpolation" / f"{pair[0][0]}_to_{pair[1][0]}"
+    save_sequence(to_uint8(images), folder, opts.interp_video, opts.fps)
+    log.info("interpolation: %d frames in %s", opts.interp_steps, folder)
+
+
+def run(opts, net: Optional[pSp] = None) -> int:
+    """Encode everything ``opts.input`` names (``opts`` from :class:`EncodeOptions`); returns 0, or 1 when an
+    input failed under ``--on_error fail``. ``net``: an already loaded model instead of ``opts.checkpoint``."""
+    device = pick_device(opts.device)
+    net = pSp.from_checkpoint(opts.checkpoint, device=device) if net is None else net
+    model = InferenceModel(net, device, opts.dtype, opts.compile)
+    size = int(getattr(net.opts, "resolution", None) or 256)
+    input_nc = int(net.opts.input_nc)
+    mask = parse_latent_mask(opts.latent_mask, model.n_latent)
+    log.info("model %s: encoder input %dx%dx%d, generator %d² (n_latent %d), device %s, %s%s",
+             opts.checkpoint, input_nc, size, size, net.decoder.size, model.n_latent, device, opts.dtype,
+             ", compiled" if opts.compile else "")
+    loader, count = make_loader(opts.input, size, input_nc, opts.batch_size, opts.workers,
+                                pin_memory=device.type == "cuda", exclude=opts.exclude,
+                                video_every=opts.video_every, max_frames=opts.max_frames)
+    out = Path(opts.out)
+    for sub in ["images", "latents"] + (["grids"] if opts.save_grid else []) + \
+               (["variants"] if opts.n_variants else []) + (["paste_back"] if opts.paste_back else []):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+
+    failed: list[dict] = []
+    pair: list[tuple[str, torch.Tensor]] = []
+    n_done, model_s, batch_times = 0, 0.0, []
+    wall0 = time.perf_counter()
+    for index, batch in enumerate(loader):
+        for name, message in batch.errors:
+            failed.append({"name": name, "error": message})
+            log.error("input %s: %s", name, message)
+            if opts.on_error == "fail":
+                log.error("stopping (--on_error fail)")
+                return 1
+        if batch.images is None:
+            continue
+        synchronize(device)
+        t0 = time.perf_counter()
+        images, codes = model(batch.images, resize=opts.resize_outputs)
+        variants = None
+        if opts.n_variants:
+            mixed = mix_styles(codes, net.decoder, opts.n_variants, mask, opts.mix_alpha, opts.truncation,
+                               opts.seed, mean_latent=net.latent_avg)
+            variants = model.decode(mixed.flatten(0, 1), opts.resize_outputs).unflatten(0, mixed.shape[:2])
+        synchronize(device)
+        dt = time.perf_counter() - t0
+        model_s += dt
+        batch_times.append(dt)
+        n = len(batch.names)
+        n_done += n
+        log.info("batch %d: %d images in %.1f ms (%.1f ms/image, %.1f img/s)%s", index, n, dt * 1e3,
+                 dt * 1e3 / n, n / dt, f" [{n_done}/{count}]" if count else "")
+
+        if opts.save_images:
+            save_images(images, batch.names, out / "images")
+        if opts.codes_per_batch:
+            save_batch_codes(codes, batch.names, out / "latents", index)
+        else:
+            save_codes(codes, batch.names, out / "latents")
+        if variants is not None:
+            for k in range(opts.n_variants):
+                save_images(variants[:, k], batch.names, out / "variants", suffix=f"_v{k}")
+        if opts.save_grid:
+            cols = [batch.images.to(images.device), images] + (list(variants.unbind(1)) if variants is not None else [])
+            save_images(side_by_side(cols, size=images.shape[-1]), batch.names, out / "grids")
+        if opts.paste_back:
+            _paste_batch(images, batch.names, Path(opts.transforms), out / "paste_back", opts.blend)
+        if opts.interpolate and len(pair) < 2:
+            pair += [(name, code) for name, code in zip(batch.names, codes)][: 2 - len(pair)]
+
+    wall = time.perf_counter() - wall0
+    if opts.interpolate:
+        _write_interpolation(model, pair, opts, out)
+    summary = {
+        "checkpoint": str(opts.checkpoint), "input": str(opts.input), "device": str(device), "dtype": opts.dtype,
+        "compile": bool(opts.compile), "images": n_done, "failed": failed, "batch_size": opts.batch_size,
+        "model_seconds": model_s, "wall_seconds": wall,
+        "throughput_img_s": n_done / model_s if model_s else None,
+        "median_batch_ms": float(np.median(batch_times) * 1e3) if batch_times else None,
+        "n_variants": opts.n_variants, "latent_mask": mask if opts.n_variants else None,
+    }
+    write_summary(summary, out)
+    log.info("%d images encoded, %d failed; model %.2f s (%.1f img/s, first batch includes warm-up), wall %.2f s",
+             n_done, len(failed), model_s, summary["throughput_img_s"] or 0.0, wall)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    opts = EncodeOptions().parse(argv)
+    return run(opts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

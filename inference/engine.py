@@ -1,0 +1,103 @@
+"""Running a pSp model for inference: device choice, autocast precision, optional ``torch.compile``."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(name: Optional[str] = None) -> torch.device:
+    """``name`` when given, else CUDA when available, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock timings measure it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Fallback:
+    """Calls a compiled function; if compiling or running it fails, warns once and runs eagerly."""
+
+    def __init__(self, eager: Callable, name: str):
+        self.eager, self.name = eager, name
+        self.fn = torch.compile(eager)
+
+    def __call__(self, *args, **kwargs):
+        if self.fn is self.eager:
+            return self.eager(*args, **kwargs)
+        try:
+            return self.fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001  (any compiler failure: missing C compiler, unsupported op, ...)
+            log.warning("torch.compile of %s failed (%s: %s); running eagerly", self.name, type(e).__name__,
+                        str(e).splitlines()[0] if str(e) else "")
+            self.fn = self.eager
+            return self.eager(*args, **kwargs)
+
+
+class InferenceModel:
+    """A pSp model ready for inference: ``encode(x)`` -> W+ codes (float32), ``decode(codes)`` -> images
+    (float32, [-1, 1]), under autocast ``dtype`` ("fp32" | "bf16" | "fp16") and optionally compiled."""
+
+    def __init__(self, net: torch.nn.Module, device: torch.device, dtype: str = "fp32", compile: bool = False):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        if dtype == "fp16" and device.type == "cpu":
+            log.warning("fp16 autocast on the CPU is slow and less accurate than bf16; consider --dtype bf16")
+        self.net, self.device, self.dtype = net.eval().to(device), device, dtype
+        self.n_latent = net.decoder.n_latent
+        self._encode, self._decode = net.encode, self._synthesize
+        if compile:
+            self._encode = _Fallback(net.encode, "the encoder")
+            self._decode = _Fallback(self._synthesize, "the generator")
+
+    def _synthesize(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.net.decoder.synthesis(codes, noise_mode="const")
+
+    def _autocast(self):
+        amp = DTYPES[self.dtype]
+        return torch.autocast(self.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, input_nc, S, S] in [-1, 1] -> W+ [B, n_latent, 512] float32."""
+        with self._autocast():
+            codes = self._encode(x.to(self.device, non_blocking=True))
+        codes = codes.float()
+        if codes.ndim == 2:                              # learn_in_w: one W for every layer
+            codes = codes.unsqueeze(1).repeat(1, self.n_latent, 1)
+        return codes
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor, resize: bool = False) -> torch.Tensor:
+        """W+ [B, n_latent, 512] -> images [B, 3, R, R] float32 (R = 256 when ``resize`` and larger)."""
+        with self._autocast():
+            images = self._decode(codes.to(self.device))
+        images = images.float()
+        if resize and images.shape[-1] > 256:
+            images = F.adaptive_avg_pool2d(images, (256, 256))
+        return images
+
+    def __call__(self, x: torch.Tensor, resize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = self.encode(x)
+        return self.decode(codes, resize), codes
+
+
+def timed(fn: Callable, device: torch.device, *args, **kwargs):
+    """(result, seconds) with the device synchronized before and after."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    synchronize(device)
+    return out, time.perf_counter() - t0

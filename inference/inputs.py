@@ -1,0 +1,167 @@
+"""encode.py's inputs: one image, a folder, a glob or a video, streamed through a prefetching DataLoader.
+
+Every item becomes ``{"name", "image" [C, S, S] float, "error"}``. An unreadable file does not stop
+the loader: its item carries the error message (naming the file) and ``collate`` sets it aside, so
+the caller decides whether to continue or fail.
+
+RGBA renders: alpha is the face mask (an annotation, not transparency), so the RGB channels are used
+unchanged; when the encoder takes 4 channels the mask is the 4th (images without alpha get an
+all-ones mask, as a plain photo is "all face").
+"""
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from render2style.utils.io import open_image, to_rgb_uint8
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+# Auxiliary files that sit next to renders (hair masks, Face Synthetics segmentations, mask files).
+DEFAULT_EXCLUDE = ("*_hair.*", "*_seg.*", "*_mask.*")
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+def list_images(spec: str, exclude: Sequence[str] = DEFAULT_EXCLUDE) -> list[Path]:
+    """Image files named by ``spec``: a file, a folder (sorted, not recursive) or a glob pattern."""
+    p = Path(spec)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+    else:
+        files = sorted(Path(f) for f in glob.glob(spec, recursive=True) if Path(f).is_file())
+        if not files and not glob.has_magic(spec):
+            raise FileNotFoundError(f"{spec}: no such file, folder or glob match")
+    files = [f for f in files if not any(fnmatch.fnmatch(f.name, pat) for pat in exclude)]
+    if not files:
+        raise FileNotFoundError(f"{spec}: no input images found (extensions {sorted(IMAGE_EXTS)})")
+    return files
+
+
+def to_input_tensor(rgb: np.ndarray, alpha: Optional[np.ndarray], size: int, input_nc: int) -> torch.Tensor:
+    """uint8 RGB [H, W, 3] (+ uint8 alpha [H, W]) -> encoder input [input_nc, size, size] in [-1, 1].
+
+    The mask channel is normalised like the RGB channels (0 -> -1, 255 -> 1).
+    """
+    if input_nc not in (3, 4):
+        raise ValueError(f"input_nc must be 3 or 4, got {input_nc}")
+    chans = [_resize(rgb, size)]
+    if input_nc == 4:
+        mask = alpha if alpha is not None else np.full(rgb.shape[:2], 255, np.uint8)
+        chans.append(_resize(mask, size)[..., None])
+    t = torch.from_numpy(np.ascontiguousarray(np.concatenate(chans, axis=2))).permute(2, 0, 1).float()
+    return t / 127.5 - 1.0
+
+
+def _resize(arr: np.ndarray, size: int) -> np.ndarray:
+    if arr.shape[0] == size and arr.shape[1] == size:
+        return arr
+    return np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
+
+
+def read_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Any image mode -> (uint8 RGB, uint8 alpha or None); ValueError naming the file when unreadable."""
+    img = open_image(path)
+    alpha = np.asarray(img.getchannel("A"), dtype=np.uint8) if img.mode in ("RGBA", "LA", "PA") else None
+    return to_rgb_uint8(img, path), alpha
+
+
+class ImageInputs(Dataset):
+    """Map-style dataset over image files (parallel, ordered)."""
+
+    def __init__(self, files: Sequence[Path], size: int, input_nc: int = 3):
+        self.files, self.size, self.input_nc = list(files), size, input_nc
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        path = self.files[i]
+        try:
+            rgb, alpha = read_image(path)
+            return {"name": path.stem, "image": to_input_tensor(rgb, alpha, self.size, self.input_nc),
+                    "error": None}
+        except (ValueError, OSError) as e:
+            return {"name": path.stem, "image": None, "error": str(e)}
+
+
+class VideoFrames(IterableDataset):
+    """Frames of a video read one at a time with ``cv2.VideoCapture`` (never all in memory)."""
+
+    def __init__(self, path: str | os.PathLike, size: int, input_nc: int = 3, every: int = 1,
+                 max_frames: Optional[int] = None):
+        self.path, self.size, self.input_nc = Path(path), size, input_nc
+        self.every, self.max_frames = max(1, every), max_frames
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such video file")
+        import cv2
+
+        cap = cv2.VideoCapture(str(self.path))
+        ok = cap.isOpened() and cap.read()[0]
+        cap.release()
+        if not ok:
+            raise ValueError(f"{self.path}: cannot read video frames (corrupt file, or a codec OpenCV lacks)")
+
+    def __iter__(self) -> Iterator[dict]:
+        import cv2
+
+        info = get_worker_info()
+        if info is not None and info.id > 0:      # one reader; extra workers would duplicate frames
+            return
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            index = emitted = 0
+            while self.max_frames is None or emitted < self.max_frames:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if index % self.every == 0:
+                    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                    yield {"name": f"{self.path.stem}_{index:06d}",
+                           "image": to_input_tensor(rgb, None, self.size, self.input_nc), "error": None}
+                    emitted += 1
+                index += 1
+        finally:
+            cap.release()
+
+
+@dataclass
+class Batch:
+    names: list[str]
+    images: Optional[torch.Tensor]                    # [B, C, S, S] or None when every item failed
+    errors: list[tuple[str, str]] = field(default_factory=list)   # (name, message)
+
+
+def collate(items: list[dict]) -> Batch:
+    good = [it for it in items if it["error"] is None]
+    return Batch(names=[it["name"] for it in good],
+                 images=torch.stack([it["image"] for it in good]) if good else None,
+                 errors=[(it["name"], it["error"]) for it in items if it["error"] is not None])
+
+
+def make_loader(spec: str, size: int, input_nc: int, batch_size: int, workers: int = 2,
+                pin_memory: bool = False, exclude: Sequence[str] = DEFAULT_EXCLUDE,
+                video_every: int = 1, max_frames: Optional[int] = None) -> tuple[DataLoader, Optional[int]]:
+    """A prefetching DataLoader of :class:`Batch` for ``spec``, and the number of items (None for videos)."""
+    if is_video(spec):
+        dataset, count, workers = VideoFrames(spec, size, input_nc, video_every, max_frames), None, min(workers, 1)
+    else:
+        dataset = ImageInputs(list_images(spec, exclude), size, input_nc)
+        count = len(dataset)
+    kwargs = dict(num_workers=workers, prefetch_factor=4, persistent_workers=False) if workers > 0 else {}
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
+                        pin_memory=pin_memory, **kwargs)
+    return loader, count

