@@ -19,9 +19,9 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from render2style.datasets.training_dataset import encoder_input, resize
 from render2style.utils.io import open_image, to_rgb_uint8
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -54,22 +54,10 @@ def list_images(spec: str, exclude: Sequence[str] = DEFAULT_EXCLUDE) -> list[Pat
 def to_input_tensor(rgb: np.ndarray, alpha: Optional[np.ndarray], size: int, input_nc: int) -> torch.Tensor:
     """uint8 RGB [H, W, 3] (+ uint8 alpha [H, W]) -> encoder input [input_nc, size, size] in [-1, 1].
 
-    The mask channel is normalised like the RGB channels (0 -> -1, 255 -> 1).
+    Same resizing and channel convention as training (``render2style.datasets.encoder_input``).
     """
-    if input_nc not in (3, 4):
-        raise ValueError(f"input_nc must be 3 or 4, got {input_nc}")
-    chans = [_resize(rgb, size)]
-    if input_nc == 4:
-        mask = alpha if alpha is not None else np.full(rgb.shape[:2], 255, np.uint8)
-        chans.append(_resize(mask, size)[..., None])
-    t = torch.from_numpy(np.ascontiguousarray(np.concatenate(chans, axis=2))).permute(2, 0, 1).float()
-    return t / 127.5 - 1.0
-
-
-def _resize(arr: np.ndarray, size: int) -> np.ndarray:
-    if arr.shape[0] == size and arr.shape[1] == size:
-        return arr
-    return np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))
+    mask = np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha.astype(np.float32) / 255.0
+    return encoder_input(resize(rgb, size), np.clip(resize(mask, size), 0.0, 1.0), input_nc)
 
 
 def read_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:

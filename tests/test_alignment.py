@@ -1,7 +1,6 @@
 """FFHQ alignment, saved transforms, annotation landmarks and paste-back (render2style.alignment)."""
 import json
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
