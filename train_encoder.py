@@ -1,8 +1,9 @@
 """Train the amortized pSp encoder: ``python train_encoder.py --dataset renders [options]``.
 
 With no other argument it runs the demo world on the CPU: the seeded 64x64 demo generator, procedural
-demo renders and demo targets from a fast projector teacher (made under ``<exp_dir>/demo_data`` when
-missing), LPIPS/ID terms off unless weight files are given. With ``--stylegan_weights``,
+demo renders and demo targets from Garbin et al.'s teacher (steps 1-4 with the ``TeacherConfig.demo()``
+CPU preset, about a minute for the 24 renders; made under ``<exp_dir>/demo_data`` when missing), a light pSp encoder (IR-SE18, 128-wide map2style), LPIPS/ID terms
+off unless weight files are given. With ``--stylegan_weights``,
 ``--ir_se50_weights``, ``--renders`` and ``--targets`` it is the real, full-size job. Multi-GPU:
 ``torchrun --nproc_per_node N train_encoder.py ...`` (``--batch_size`` is per GPU).
 An existing ``--exp_dir`` with ``checkpoints/latest.pt`` is resumed.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -23,9 +25,10 @@ from render2style.training.trainer import NonFiniteLossError, Trainer
 log = logging.getLogger("render2style.train_encoder")
 
 DEMO_RENDERS = 24        # the datasets' hash split keeps about 10 % for the test split
-# Demo teacher: TeacherConfig.demo() made cheaper still (a few seconds per target on a 2-core CPU):
-# projector only, 40 steps, one seed, no dlib landmark term, fixed noise maps.
-DEMO_TEACHER = dict(proj_steps=40, n_seeds=1, seed_batch=1, lambda_landm=0.0, proj_optimize_noise=False)
+# Demo teacher: Garbin et al.'s steps 1-4 (sampling with the dlib landmark term, CS-ANNS, masked projector,
+# interpolation and SSIM selection) with the TeacherConfig.demo() preset: about 2 s per render on a free
+# 2-core CPU. Without LPIPS weights its perceptual terms are off (logged by the teacher).
+DEMO_TEACHER_METHOD = "garbin"
 DEMO_GENERATOR_SEED = 0
 
 
@@ -59,12 +62,16 @@ def _make_demo_targets(opts: argparse.Namespace) -> None:
     from render2style.stylegan2 import demo_generator
     from render2style.teacher import TeacherConfig
     from render2style.teacher.job import generate_targets
-    cfg = TeacherConfig.demo(**DEMO_TEACHER)
-    log.warning("DEMO targets: cheap projector teacher (%s), perceptual terms off; real targets come from "
-                "the teacher job with the garbin method and LPIPS weights", DEMO_TEACHER)
+    cfg = TeacherConfig.demo()
+    log.warning("DEMO targets: Garbin et al. teacher (method %s) with the TeacherConfig.demo() CPU preset "
+                "(%d samples, %d CS-ANNS rounds, %d projector steps, %d seeds), perceptual (LPIPS) terms off. "
+                "Real targets: python -m render2style.scripts.generate_targets with LPIPS weights",
+                DEMO_TEACHER_METHOD, cfg.n_samples, cfg.csanns_outer, cfg.proj_steps, cfg.n_seeds)
     source = build_render_source("renders", opts.renders)
-    generate_targets(source, opts.targets, demo_generator(opts.demo_seed), cfg, "projector", False,
+    t0 = time.perf_counter()
+    generate_targets(source, opts.targets, demo_generator(opts.demo_seed), cfg, DEMO_TEACHER_METHOD, False,
                      shard=(0, 1), seed=opts.seed, generator_name="demo")
+    log.info("demo targets made in %.0f s", time.perf_counter() - t0)
 
 
 def _id_weights_given(opts: argparse.Namespace) -> bool:

@@ -7,12 +7,13 @@ from render2style.encoders.psp_encoders import (
     GradualStyleBlock,
     GradualStyleEncoder,
     build_encoder,
+    pyramid_sizes,
     style_split,
 )
 
 __all__ = [
     "Backbone", "SEModule", "bottleneck_IR", "bottleneck_IR_SE", "get_units", "stage_ends",
     "GradualStyleEncoder", "GradualStyleBlock", "BackboneEncoderUsingLastLayerIntoW",
-    "BackboneEncoderUsingLastLayerIntoWPlus", "build_encoder", "style_split",
+    "BackboneEncoderUsingLastLayerIntoWPlus", "build_encoder", "pyramid_sizes", "style_split",
     "pSp", "DEFAULT_OPTS", "resolve_opts", "read_psp_checkpoint", "load_ir_se50_weights",
 ]

@@ -4,6 +4,11 @@ Module and parameter names follow TreB1eN's InsightFace_Pytorch, the layout of t
 ``model_ir_se50.pth`` that pSp's encoder and identity loss load: ``input_layer.{0,1,2}``,
 ``body.N.shortcut_layer.{0,1}``, ``body.N.res_layer.{0..5}`` (``res_layer.5.fc1`` / ``fc2`` is the SE
 module), ``output_layer.{0,3,4}``. These names are an API: do not rename.
+
+Depths 50, 100 and 152 are InsightFace_Pytorch's (pretrained ArcFace weights exist for IR-SE50). The
+light depths 18 and 34 take the unit counts of insightface's ``iresnet18`` / ``iresnet34`` (2-2-2-2 and
+3-4-6-3) with the same units; no pretrained weights in this layout exist for them, so they start from
+random weights: meant for the CPU demo and ablations (IR-SE18's body has 11M parameters, IR-SE50's 31M).
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # Units per stage (stride 2 at each stage's first unit); channels 64, 128, 256, 512.
-STAGE_UNITS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
+STAGE_UNITS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}
 STAGE_DEPTHS = (64, 128, 256, 512)
 
 
@@ -25,7 +30,7 @@ class UnitSpec(NamedTuple):
 
 
 def get_units(num_layers: int) -> list[UnitSpec]:
-    """The bottleneck units of an IR-{50,100,152} body, in order."""
+    """The bottleneck units of an IR-{18,34,50,100,152} body, in order."""
     if num_layers not in STAGE_UNITS:
         raise ValueError(f"num_layers must be one of {sorted(STAGE_UNITS)}, got {num_layers}")
     units, in_channel = [], 64

@@ -24,11 +24,15 @@ log = logging.getLogger(__name__)
 IR_SE50_HELP = f"the ArcFace IR-SE50 backbone '{KNOWN_WEIGHTS['ir_se50'].file}' ({KNOWN_WEIGHTS['ir_se50'].source})"
 
 #: pSp option names and their defaults, plus ours (demo_generator, demo_seed, ir_se50_weights,
-#: encoder_num_layers, latent_avg_samples). start_from_latent_avg defaults to True as in pSp's
-#: released models.
+#: encoder_num_layers, resolution, style_channels, latent_avg_samples). start_from_latent_avg defaults
+#: to True as in pSp's released models. ``resolution`` (encoder input side) and ``style_channels``
+#: (map2style width) size the encoder; their defaults, 256 and 512, are pSp's architecture, so an
+#: official checkpoint (which stores neither) rebuilds exactly.
 DEFAULT_OPTS: dict[str, Any] = dict(
     encoder_type="GradualStyleEncoder",
     encoder_num_layers=50,
+    resolution=256,
+    style_channels=512,
     input_nc=3,
     output_size=1024,
     start_from_latent_avg=True,
@@ -80,6 +84,10 @@ def load_ir_se50_weights(encoder: nn.Module, path: str | os.PathLike) -> None:
     layer with fewer than 3 channels keeps its random initialization (as pSp does for label maps).
     """
     path = require_known_weights(path, "ir_se50")
+    n_units = len(encoder.body)
+    if n_units != 24:
+        raise ValueError(f"{path}: IR-SE50 weights initialize a 50-layer backbone, but this encoder's body has "
+                         f"{n_units} units (encoder_num_layers != 50); use ir_se50_weights='none' for random init")
     src = read_checkpoint(path)
     target = {k: v for k, v in encoder.state_dict().items() if k.startswith(("input_layer.", "body."))}
     # Files saved before PyTorch 0.4.1 have no BatchNorm ``num_batches_tracked`` (a counter, unused in eval).
@@ -144,7 +152,8 @@ class pSp(nn.Module):  # noqa: N801  (pSp's name)
         if (opts.encoder_type == "BackboneEncoderUsingLastLayerIntoW") != bool(opts.learn_in_w):
             raise ValueError("learn_in_w must be set exactly when encoder_type is BackboneEncoderUsingLastLayerIntoW "
                              f"(got encoder_type={opts.encoder_type}, learn_in_w={opts.learn_in_w})")
-        self.encoder = build_encoder(opts.encoder_type, opts.encoder_num_layers, "ir_se", self.n_styles, opts.input_nc)
+        self.encoder = build_encoder(opts.encoder_type, opts.encoder_num_layers, "ir_se", self.n_styles, opts.input_nc,
+                                     opts.resolution, opts.style_channels)
         self.face_pool = nn.AdaptiveAvgPool2d((256, 256))
 
         if checkpoint is not None:
@@ -165,8 +174,10 @@ class pSp(nn.Module):  # noqa: N801  (pSp's name)
             self.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise ValueError(f"{source}: checkpoint does not match the model built from its opts "
-                             f"(encoder_type={self.opts.encoder_type}, input_nc={self.opts.input_nc}, "
-                             f"output_size={self.opts.output_size}): {e}") from e
+                             f"(encoder_type={self.opts.encoder_type}, encoder_num_layers="
+                             f"{self.opts.encoder_num_layers}, input_nc={self.opts.input_nc}, resolution="
+                             f"{self.opts.resolution}, style_channels={self.opts.style_channels}, output_size="
+                             f"{self.opts.output_size}): {e}") from e
 
     def _init_encoder(self) -> None:
         path = self.opts.ir_se50_weights

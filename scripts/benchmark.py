@@ -3,9 +3,12 @@
     python -m render2style.scripts.benchmark                       # demo config, CPU or GPU
     python -m render2style.scripts.benchmark --configs demo,full --iters 3 --markdown docs/BENCHMARKS.md
 
-Configs: ``demo`` = pSp encoder (IR-SE50, 256² input) + the 64² demo generator; ``full`` = the same
-encoder + a 1024² config-f generator (18 styles). Both use RANDOM weights: speed does not depend on
-the values. Timings synchronize the GPU; the first calls (warm-up, compilation) are not timed.
+Configs: ``demo`` = the model ``train_encoder.py --dataset renders`` trains (the demo's encoder options
+from ``DEMO_DEFAULTS`` and the 64² demo generator); ``full`` = pSp's encoder (GradualStyleEncoder on
+IR-SE50, 256² input) + a 1024² config-f generator (18 styles). Both use RANDOM weights: speed does not
+depend on the values. Timings synchronize the GPU; the first calls (warm-up, compilation) are not timed. Each
+figure is reported as the minimum (the least disturbed run: the best estimate of the machine's speed
+on a shared host) and the median of ``--iters`` timed calls.
 Peak memory: CUDA max_memory_allocated on GPUs; the process's peak resident set size on CPUs
 (cumulative over the run, so it is an upper bound for later rows).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import platform
 import resource
 import statistics
@@ -25,9 +29,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from render2style.encoders.psp import pSp
+from render2style.encoders.psp import DEFAULT_OPTS, pSp
 from render2style.encoders.psp_encoders import build_encoder
 from render2style.inference.engine import InferenceModel, pick_device, synchronize
+from render2style.options.train_options import DEMO_DEFAULTS
 from render2style.stylegan2 import Generator
 from render2style.utils.io import atomic_write_json, atomic_write_text
 
@@ -41,8 +46,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16")
     p.add_argument("--modes", default="eager,compiled", help="comma-separated: eager, compiled")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--batch_size", type=int, default=None, help="throughput batch (default: 64 GPU, 4 CPU)")
-    p.add_argument("--iters", type=int, default=5, help="timed iterations per measurement")
+    p.add_argument("--iters", type=int, default=5, help="timed iterations per measurement (min and median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation happens here)")
     p.add_argument("--teacher", choices=["none", "demo"], default="demo",
                    help="time the Garbin teacher with TeacherConfig.demo() on the demo generator")
@@ -51,13 +57,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="VGG-16 LPIPS backbone for the teacher; absent: the teacher's demo option (no perceptual terms)")
     p.add_argument("--json", default=None, help="write the results as JSON here")
     p.add_argument("--markdown", default=None, help="append a results section to this Markdown file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.iters < 1 or args.warmup < 0:
+        p.error("--iters must be >= 1 and --warmup >= 0")
+    return args
 
 
 def random_psp(config: str, device: torch.device) -> pSp:
-    """pSp with random weights: ``demo`` (64² demo generator) or ``full`` (1024² config-f generator)."""
+    """pSp with random weights: ``demo`` (the demo's encoder options, 64² demo generator) or ``full``
+    (pSp's encoder, 1024² config-f generator)."""
     if config == "demo":
-        return pSp({"stylegan_weights": "demo", "ir_se50_weights": "none"}).to(device).eval()
+        demo = {k: v for k, v in DEMO_DEFAULTS.items() if k in DEFAULT_OPTS}   # encoder size, resolutions
+        return pSp({**demo, "stylegan_weights": "demo", "ir_se50_weights": "none"}).to(device).eval()
     if config != "full":
         raise ValueError(f"unknown config {config!r}; expected demo or full")
     G = Generator(1024)
@@ -89,9 +100,9 @@ def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmu
 
 
 def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.device, batch: int,
-                iters: int, warmup: int) -> list[dict]:
+                iters: int, warmup: int, size: int = 256) -> list[dict]:
+    """Batch-1 latency and batch throughput of the encoder and of encoder+generator on ``size``² inputs."""
     model = InferenceModel(net, device, dtype, compile=mode == "compiled")
-    size = 256
     rows = []
     for stage, fn in (("encoder", model.encode), ("encoder+generator", model)):
         if device.type == "cuda":
@@ -103,13 +114,15 @@ def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.devi
         thr = time_calls(lambda: fn(xb), device, iters, warmup)
         rows.append({
             "config": config, "stage": stage, "dtype": dtype, "mode": mode, "batch": batch,
-            "latency_ms": 1e3 * statistics.median(lat),
-            "throughput_img_s": batch * len(thr) / sum(thr),
+            "latency_ms_min": 1e3 * min(lat), "latency_ms_median": 1e3 * statistics.median(lat),
+            "throughput_img_s_best": batch / min(thr), "throughput_img_s_median": batch / statistics.median(thr),
             "peak_mem_mb": peak_memory_mb(device), "bench_s": time.perf_counter() - t0,
-            "output": f"{net.decoder.size}²",
+            "input": f"{size}²", "output": f"{net.decoder.size}²",
         })
-        log.info("%-5s %-18s %-4s %-8s batch-1 %.1f ms, batch %d: %.2f img/s, peak %.0f MiB", config, stage, dtype,
-                 mode, rows[-1]["latency_ms"], batch, rows[-1]["throughput_img_s"], rows[-1]["peak_mem_mb"])
+        r = rows[-1]
+        log.info("%-5s %-18s %-4s %-8s batch-1 %.1f ms (median %.1f), batch %d: %.2f img/s (median %.2f), "
+                 "peak %.0f MiB", config, stage, dtype, mode, r["latency_ms_min"], r["latency_ms_median"], batch,
+                 r["throughput_img_s_best"], r["throughput_img_s_median"], r["peak_mem_mb"])
     return rows
 
 
@@ -152,56 +165,88 @@ def device_description(device: torch.device) -> str:
     return f"CPU: {cpu}, {torch.get_num_threads()} threads"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages ("n/a" where the OS has none)."""
+    try:
+        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def warn_if_busy(device: torch.device) -> None:
+    """Warn when other processes keep the CPU busy: shared cores inflate CPU timings several-fold."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    if device.type == "cpu" and load > 0.5 * (os.cpu_count() or 1):
+        log.warning("load average %.2f on %d CPU cores before the run: CPU timings will be inflated by other "
+                    "processes (the minimum over iterations is the least affected figure)", load, os.cpu_count())
+
+
+def append_markdown(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` to the Markdown file ``path`` (created when absent), atomically."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    atomic_write_text(old + ("\n" if old else "") + text, path)
+
+
 def to_markdown(result: dict) -> str:
-    lines = [f"## {result['date']} — {result['device']}", "",
-             f"torch {result['torch']}; random weights (timing only); encoder input 256²; "
-             f"{result['iters']} timed iterations after {result['warmup']} warm-up; throughput batch "
-             f"{result['batch_size']}.", "",
-             "| config | stage | dtype | mode | batch-1 latency (ms) | throughput (img/s) | peak memory (MiB) |",
+    lines = [f"### {result['date']} — {result['device']}", "",
+             f"torch {result['torch']}; load average at start {result['load_start']}, at end {result['load_end']}; "
+             f"random weights (timing only); {result['iters']} timed iterations after "
+             f"{result['warmup']} warm-up; throughput batch {result['batch_size']}.", "",
+             "| config | stage | dtype | mode | batch-1 latency (ms) min / median | throughput (img/s) best / median "
+             "| peak memory (MiB) |",
              "|---|---|---|---|---:|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['config']} ({r['output']}) | {r['stage']} | {r['dtype']} | {r['mode']} | "
-                     f"{r['latency_ms']:.1f} | {r['throughput_img_s']:.2f} | {r['peak_mem_mb']:.0f} |")
+        lines.append(f"| {r['config']} ({r['input']} → {r['output']}) | {r['stage']} | {r['dtype']} | {r['mode']} | "
+                     f"{r['latency_ms_min']:.1f} / {r['latency_ms_median']:.1f} | "
+                     f"{r['throughput_img_s_best']:.3g} / {r['throughput_img_s_median']:.3g} | "
+                     f"{r['peak_mem_mb']:.0f} |")
     t = result.get("teacher")
     if t:
         lines += ["", f"Teacher ({t['method']}, {t['config']}, perceptual terms {'on' if t['perceptual'] else 'off'}): "
                       f"**{t['s_per_image']:.1f} s/image** over {t['images']} image(s) (plus {t['priors_s_once']:.1f} s once "
                       "for the generator's latent priors)."]
         for cfg, s in result.get("speedup", {}).items():
-            lines.append(f"Speedup teacher / encoder+generator ({cfg}, best batch-1 latency): **{s:.0f}×**.")
+            lines.append(f"Speedup teacher / encoder+generator ({cfg}, minimum batch-1 latency): **{s:.0f}×**.")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    load_start = load_average()
+    warn_if_busy(device)
     batch = args.batch_size or (64 if device.type == "cuda" else 4)
     rows = []
     for config in args.configs.split(","):
         net = random_psp(config, device)
         for dtype in args.dtypes.split(","):
             for mode in args.modes.split(","):
-                rows += bench_model(net, config, dtype, mode, device, batch, args.iters, args.warmup)
+                rows += bench_model(net, config, dtype, mode, device, batch, args.iters, args.warmup,
+                                    getattr(net.opts, "resolution", 256))
         del net
     result = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "device": device_description(device),
               "torch": torch.__version__, "iters": args.iters, "warmup": args.warmup, "batch_size": batch,
-              "rows": rows}
+              "rows": rows, "load_start": load_start}
     if args.teacher == "demo":
         result["teacher"] = bench_teacher(device, args.teacher_images, args.lpips_weights)
         demo_rows = [r for r in rows if r["stage"] == "encoder+generator" and r["config"] == "demo"]
         if demo_rows:
-            best = min(r["latency_ms"] for r in demo_rows) / 1e3
+            best = min(r["latency_ms_min"] for r in demo_rows) / 1e3
             result["speedup"] = {"demo": result["teacher"]["s_per_image"] / best}
+    result["load_end"] = load_average()
     if args.json:
         atomic_write_json(result, args.json)
+    print(to_markdown(result))
     if args.markdown:
-        path = Path(args.markdown)
-        old = path.read_text() if path.exists() else ""
-        atomic_write_text(old + ("\n" if old else "") + to_markdown(result), path)
-        log.info("appended results to %s", path)
-    else:
-        print(to_markdown(result))
+        append_markdown(args.markdown, to_markdown(result))
+        log.info("appended results to %s", args.markdown)
     return 0
 
 

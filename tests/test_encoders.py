@@ -18,6 +18,8 @@ from render2style.encoders import (
     stage_ends,
     style_split,
 )
+from render2style.encoders.psp import load_ir_se50_weights
+from render2style.encoders.psp_encoders import pyramid_sizes
 from render2style.stylegan2 import Generator
 
 TINY_G = dict(size=32, channel_multiplier=1, channel_max=16)  # n_latent 8: coarse, medium and fine styles
@@ -133,7 +135,9 @@ def test_irse50_backbone_has_official_key_names_and_shapes():
 
 
 def test_irse_unit_counts_and_pyramid_taps():
-    assert [len(get_units(n)) for n in (50, 100, 152)] == [24, 49, 50]
+    assert [len(get_units(n)) for n in (18, 34, 50, 100, 152)] == [8, 16, 24, 49, 50]
+    assert stage_ends(18) == (1, 3, 5, 7)
+    assert stage_ends(34) == (2, 6, 12, 15)
     assert stage_ends(50) == (2, 6, 20, 23)
     assert stage_ends(100) == (2, 15, 45, 48)
     assert stage_ends(152) == (2, 10, 46, 49)
@@ -167,6 +171,63 @@ def test_style_split_rule():
     assert style_split(14) == (3, 4, 7)
     assert style_split(10) == (3, 4, 3)
     assert style_split(5) == (3, 2, 0)
+
+
+def official_psp_encoder_shapes(n_styles: int) -> dict[str, tuple[int, ...]]:
+    """pSp's GradualStyleEncoder (IR-SE50, 256 input) state-dict shapes, written out from pSp's code:
+    the ArcFace body without its output layer, map2style blocks of 4 / 5 / 6 convs (coarse / medium /
+    fine) 512 wide with a 512 -> 512 EqualLinear, and the two 1x1 lateral layers."""
+    shapes = {k: tuple(v.shape) for k, v in Backbone(112, 50, "ir_se").state_dict().items()
+              if not k.startswith("output_layer.")}
+    for i in range(n_styles):
+        for j in range(4 if i < 3 else 5 if i < 7 else 6):
+            shapes[f"styles.{i}.convs.{2 * j}.weight"] = (512, 512, 3, 3)
+            shapes[f"styles.{i}.convs.{2 * j}.bias"] = (512,)
+        shapes[f"styles.{i}.linear.weight"] = (512, 512)
+        shapes[f"styles.{i}.linear.bias"] = (512,)
+    shapes.update({"latlayer1.weight": (512, 256, 1, 1), "latlayer1.bias": (512,),
+                   "latlayer2.weight": (512, 128, 1, 1), "latlayer2.bias": (512,)})
+    return shapes
+
+
+def test_pyramid_sizes_follow_the_backbone_strides():
+    assert pyramid_sizes(256) == (16, 32, 64)
+    assert pyramid_sizes(64) == (4, 8, 16)
+    assert pyramid_sizes(224) == (14, 28, 56)
+    with pytest.raises(ValueError, match="resolution"):
+        pyramid_sizes(8)
+
+
+def test_256_input_encoder_has_exactly_the_official_keys_and_shapes():
+    with torch.device("meta"):  # shapes only: no memory, no time
+        enc = GradualStyleEncoder(50, "ir_se", n_styles=18, input_nc=3, resolution=256, style_channels=512)
+    assert {k: tuple(v.shape) for k, v in enc.state_dict().items()} == official_psp_encoder_shapes(18)
+
+
+def test_map2style_blocks_reduce_the_map_they_receive_to_1x1_at_64_px():
+    enc = GradualStyleEncoder(18, "ir_se", n_styles=10, input_nc=3, resolution=64, style_channels=32).eval()
+    seen = {}
+    for i, block in enumerate(enc.styles):
+        block.register_forward_pre_hook(lambda m, args, i=i: seen.__setitem__(i, args[0].shape[-1]))
+    with torch.no_grad():
+        out = enc(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 10, 512)
+    assert [seen[i] for i in range(10)] == [4] * 3 + [8] * 4 + [16] * 3
+    assert [len(b.convs) // 2 for b in enc.styles] == [2] * 3 + [3] * 4 + [4] * 3  # log2 of each side
+    assert enc.styles[0].convs[0].weight.shape == (32, 512, 3, 3)
+    assert enc.styles[9].convs[6].weight.shape == (32, 32, 3, 3)
+    assert enc.styles[0].linear.weight.shape == (512, 32)
+    with pytest.raises(ValueError, match="larger than the encoder's resolution"):
+        with torch.no_grad():
+            enc(torch.randn(1, 3, 128, 128))
+
+
+def test_demo_encoder_is_small():
+    with torch.device("meta"):
+        demo = GradualStyleEncoder(18, "ir_se", n_styles=10, resolution=64, style_channels=128)
+        full = GradualStyleEncoder(50, "ir_se", n_styles=10, resolution=64)
+    n_demo, n_full = (sum(p.numel() for p in e.parameters()) for e in (demo, full))
+    assert n_demo < 25e6 and n_full > 3 * n_demo
 
 
 def test_ablation_encoders_output_shapes():
@@ -213,6 +274,33 @@ def test_checkpoint_dict_round_trip_with_trainer_keys(official_model, tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model.encode(x), again.encode(x))
+
+
+def test_official_checkpoint_without_new_opts_builds_psp_architecture(official_model):
+    o = official_model.opts
+    assert (o.resolution, o.style_channels, o.encoder_num_layers) == (256, 512, 50)
+    assert official_model.encoder.styles[7].linear.weight.shape == (512, 512)
+    assert len(official_model.encoder.styles[7].convs) == 12  # 6 convs + 6 LeakyReLU: the 64x64 fine map
+
+
+def test_resolution_and_style_channels_are_stored_in_and_restored_from_opts(tmp_path):
+    opts = dict(stylegan_weights="demo", ir_se50_weights="none", latent_avg_samples=10, encoder_num_layers=18,
+                resolution=64, style_channels=16)
+    model = randomize_(pSp(opts), seed=4).eval()
+    ckpt = model.checkpoint_dict()
+    assert (ckpt["opts"]["resolution"], ckpt["opts"]["style_channels"], ckpt["opts"]["encoder_num_layers"]) == \
+        (64, 16, 18)
+    torch.save(ckpt, tmp_path / "small.pt")
+    again = pSp.from_checkpoint(tmp_path / "small.pt")
+    assert again.encoder.styles[0].convs[0].out_channels == 16 and len(again.encoder.body) == 8
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.encode(x), again.encode(x))
+    # options that contradict the weights are refused with the file and the architecture named
+    ckpt["opts"]["style_channels"] = 32
+    torch.save(ckpt, tmp_path / "contradicting.pt")
+    with pytest.raises(ValueError, match="contradicting.pt.*style_channels=32"):
+        pSp.from_checkpoint(tmp_path / "contradicting.pt")
 
 
 def test_checkpoint_with_wrong_keys_is_rejected_naming_the_file(official_ckpt, tmp_path):
@@ -285,6 +373,14 @@ def test_four_channel_input_initialized_from_rgb_arcface_weights(tmp_path):
     x_other_mask = torch.cat([x[:, :3], torch.rand(1, 1, 32, 32)], 1)
     with torch.no_grad():
         assert torch.equal(model.encoder.input_layer(x), model.encoder.input_layer(x_other_mask))
+
+
+def test_arcface_weights_refused_for_a_light_backbone(tmp_path):
+    torch.save({}, tmp_path / "model_ir_se50.pth")
+    with torch.device("meta"):
+        enc = GradualStyleEncoder(18, "ir_se", n_styles=10, resolution=64, style_channels=16)
+    with pytest.raises(ValueError, match="model_ir_se50.pth.*50-layer backbone.*8 units"):
+        load_ir_se50_weights(enc, tmp_path / "model_ir_se50.pth")
 
 
 def test_missing_arcface_file_names_it_and_its_source(tmp_path):

@@ -40,6 +40,8 @@ def test_psp_defaults():
     assert o.w_norm_lambda == 0.0 and o.latent_lambda == 1.0
     assert o.encoder_type == "GradualStyleEncoder" and o.input_nc == 3 and o.output_size == 1024
     assert o.lpips_type == "alex" and o.amp == "none" and o.demo is False
+    # pSp's encoder architecture: IR-SE50, 512-wide map2style blocks sized for a 256 input
+    assert (o.encoder_num_layers, o.style_channels, o.resolution) == (50, 512, 256)
 
 
 def test_dataset_alias_and_new_options():
@@ -53,6 +55,7 @@ def test_demo_defaults_apply_only_when_not_given():
     o = parse("--dataset", "renders")
     assert o.demo is True
     assert o.exp_dir == DEMO_DEFAULTS["exp_dir"] and o.output_size == 64 and o.workers == 0
+    assert (o.encoder_num_layers, o.style_channels) == (18, 128)  # the light demo encoder
     o = parse("--dataset", "renders", "--max_steps", "5", "--exp_dir", "x")
     assert o.max_steps == 5 and o.exp_dir == "x" and o.resolution == 64
     # a real job keeps pSp's full-size defaults
@@ -66,6 +69,10 @@ def test_invalid_values_are_refused():
         parse(*REAL, "--optim_name", "sgd")
     with pytest.raises(SystemExit):
         parse(*REAL, "--amp", "fp8")
+    with pytest.raises(SystemExit):
+        parse(*REAL, "--resolution", "8")
+    with pytest.raises(SystemExit):
+        parse(*REAL, "--style_channels", "0")
 
 
 def test_opts_to_dict_is_plain():

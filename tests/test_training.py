@@ -395,6 +395,49 @@ def test_real_psp_checkpoint_is_what_encode_loads(tmp_path):
     assert opts_saved["learn_in_w"] is True and opts_saved["targets"] == str(targets)
 
 
+def test_light_demo_encoder_checkpoint_keeps_its_architecture(tmp_path):
+    # The demo's GradualStyleEncoder (IR-SE18 body, narrow map2style blocks sized for 64 px) is rebuilt
+    # from the checkpoint's opts alone; resuming with other architecture options is refused clearly.
+    from render2style.encoders.psp import pSp
+
+    renders, targets = _demo_world(tmp_path, n=4)
+    opts = _demo_opts(tmp_path, renders, targets, "--max_steps", "1", "--batch_size", "2",
+                      "--encoder_num_layers", "18", "--style_channels", "16")
+    trainer = Trainer(opts)
+    trainer.train()
+    path = tmp_path / "exp" / "checkpoints" / "latest.pt"
+    saved = torch.load(path, weights_only=True)["opts"]
+    assert (saved["encoder_num_layers"], saved["style_channels"], saved["resolution"]) == (18, 16, 64)
+    net = pSp.from_checkpoint(path)
+    assert [len(b.convs) // 2 for b in net.encoder.styles] == [2] * 3 + [3] * 4 + [4] * 3
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(net.encode(x), trainer.net.eval().encode(x))
+    other = _demo_opts(tmp_path, renders, targets, "--max_steps", "2", "--batch_size", "2",
+                       "--encoder_num_layers", "18", "--style_channels", "32")
+    with pytest.raises(ValueError, match="latest.pt: its model does not match.*'style_channels': 16"):
+        Trainer(other)
+
+
+def test_demo_targets_come_from_the_garbin_teacher(tmp_path, monkeypatch):
+    import argparse
+
+    import render2style.teacher.job as job
+    from render2style import train_encoder
+    from render2style.datasets.demo_renders import make_demo_renders
+    from render2style.teacher import TeacherConfig
+
+    calls = {}
+    monkeypatch.setattr(job, "generate_targets", lambda source, out, G, cfg, method, perceptual, **kw: calls.update(
+        n=len(source.ids), out=str(out), G=G, cfg=cfg, method=method, perceptual=perceptual))
+    make_demo_renders(tmp_path / "renders", 2, seed=0, size=64)
+    opts = argparse.Namespace(renders=str(tmp_path / "renders"), targets=str(tmp_path / "targets"), demo_seed=0, seed=0)
+    train_encoder._make_demo_targets(opts)
+    assert calls["method"] == "garbin" and calls["perceptual"] is False and calls["n"] == 2
+    assert calls["cfg"] == TeacherConfig.demo() and calls["cfg"].lambda_landm > 0  # dlib landmark term on
+    assert calls["G"].size == 64 and calls["out"] == opts.targets
+
+
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains(tmp_path, amp):
     trainer = toy_trainer(toy_opts(tmp_path, "--amp", amp, "--max_steps", "3"))

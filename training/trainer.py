@@ -42,6 +42,9 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 RESUME_CRITICAL = ("seed", "batch_size", "learning_rate", "optim_name", "amp", "encoder_type", "input_nc",
                    "resolution", "l2_lambda", "lpips_lambda", "id_lambda", "latent_lambda", "w_norm_lambda",
                    "mask_losses", "flip_p", "train_decoder")
+# Options that define the network's shape (a resumed checkpoint must match them).
+ARCHITECTURE_OPTS = ("encoder_type", "encoder_num_layers", "input_nc", "resolution", "style_channels",
+                     "output_size", "learn_in_w")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -163,7 +166,14 @@ class Trainer:
         if state is None:
             raise ValueError(f"{path}: no resume state (a model-only checkpoint); use --checkpoint_path to start "
                              "from its weights")
-        self.net.load_state_dict(ckpt["state_dict"])
+        try:
+            self.net.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as e:
+            saved = ckpt.get("opts") or {}
+            arch = {k: saved.get(k) for k in ARCHITECTURE_OPTS if k in saved}
+            raise ValueError(f"{path}: its model does not match the one built from the current options (saved: "
+                             f"{arch}); resume with the same architecture options or use a new --exp_dir "
+                             f"(--checkpoint_path starts from its weights): {e}") from e
         if ckpt.get("latent_avg") is not None:
             self.net.latent_avg.copy_(ckpt["latent_avg"].to(self.net.latent_avg))
         self.optimizer.load_state_dict(state["optimizer"])

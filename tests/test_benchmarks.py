@@ -1,0 +1,102 @@
+"""The benchmark scripts run their real code paths on tiny inputs and return well-formed rows (no timings asserted).
+
+``measure`` builds the real ``Trainer`` and ``EncoderObjective``; the pSp model is replaced by a small
+one with pSp's interface (a linear encoder on the 64² demo generator), so one step takes well under a second.
+"""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from render2style.options.train_options import TrainOptions
+from render2style.scripts import benchmark, benchmark_training
+from render2style.stylegan2 import demo_generator
+from render2style.training.objective import EncoderObjective
+
+
+class SmallPSp(nn.Module):
+    """pSp's training interface: codes = encoder(x) + latent_avg -> the demo generator."""
+
+    def __init__(self):
+        super().__init__()
+        self.decoder = demo_generator(0)
+        n = self.decoder.n_latent
+        self.encoder = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, n * 512))
+        self.register_buffer("latent_avg", torch.zeros(n, 512))
+
+    def forward(self, x, resize=True, return_latents=False):
+        codes = self.encoder(x).view(x.shape[0], -1, 512) + self.latent_avg
+        images = self.decoder.synthesis(codes)
+        return (images, codes) if return_latents else images
+
+
+@pytest.fixture
+def small_model(monkeypatch):
+    monkeypatch.setattr("render2style.training.trainer.build_model", lambda opts: SmallPSp())
+
+
+def test_training_benchmark_times_real_trainer_steps(small_model, tmp_path):
+    spec = {"config": "demo", "dtype": "fp32", "device": "cpu", "threads": 1, "batch_size": 2, "steps": 2,
+            "warmup": 1, "exp_dir": str(tmp_path / "exp"), "lpips_type": "alex"}
+    row = benchmark_training.measure(spec)
+    assert row["config"] == "demo" and row["batch"] == 2 and row["steps"] == 2
+    assert row["losses"] == "l2+latent"                       # the demo without weight files
+    assert row["input"] == "64²" and row["output"] == "64²"
+    assert 0 < row["step_s_min"] <= row["step_s_median"]
+    assert math.isclose(row["img_s"], 2 / row["step_s_median"])
+    assert row["peak_mem_mb"] > 0 and row["peak_kind"] == "RSS"
+    text = benchmark_training.to_markdown({"date": "d", "device": "cpu", "torch": "t", "load_start": "1",
+                                           "load_end": "2", "steps": 2, "warmup": 1, "rows": [row]})
+    table = [l for l in text.splitlines() if l.startswith("|")]
+    assert len(table) == 3 and len({l.count("|") for l in table}) == 1
+
+
+def test_training_benchmark_main_writes_json_and_markdown(small_model, tmp_path):
+    md = tmp_path / "bench.md"
+    md.write_text("# Benchmarks\n")
+    benchmark_training.main(["--configs", "demo", "--dtypes", "fp32,bf16", "--steps", "1", "--warmup", "0",
+                             "--batch_size", "1", "--threads", "1", "--in_process",
+                             "--json", str(tmp_path / "r.json"), "--markdown", str(md)])
+    text = md.read_text()
+    assert text.startswith("# Benchmarks\n") and "| 64² → 64² | bf16 | 1 |" in text
+    assert (tmp_path / "r.json").is_file()
+
+
+def test_full_config_uses_the_full_size_job_options(tmp_path):
+    spec = {"config": "full", "dtype": "bf16", "device": "cpu", "exp_dir": str(tmp_path),
+            "stylegan_weights": "g.pt", "batch_size": None}
+    opts = TrainOptions().parse(benchmark_training.train_argv(spec))
+    assert not opts.demo and (opts.output_size, opts.resolution, opts.amp) == (1024, 256, "bf16")
+    assert opts.encoder_type == "GradualStyleEncoder" and opts.encoder_num_layers == 50
+    assert opts.no_perceptual and opts.w_norm_lambda > 0 and opts.latent_lambda > 0 and opts.l2_lambda > 0
+
+
+def test_random_stand_in_weights_load_as_the_real_loss_networks(tmp_path):
+    paths = benchmark_training.write_stand_in_weights(tmp_path, need_generator=False, lpips_type="alex",
+                                                      need_id=True)
+    spec = {"config": "full", "dtype": "fp32", "device": "cpu", "exp_dir": str(tmp_path), "batch_size": None,
+            "stylegan_weights": "g.pt", **paths}
+    objective = EncoderObjective(TrainOptions().parse(benchmark_training.train_argv(spec)))
+    assert objective.names == ["loss", "loss_l2", "loss_lpips", "loss_id", "loss_latent", "loss_w_norm",
+                               "id_improve"]
+
+
+def test_encode_benchmark_rows_are_well_formed(monkeypatch):
+    class Net(nn.Module):  # InferenceModel's interface on a tiny model
+        def __init__(self):
+            super().__init__()
+            self.decoder = demo_generator(0)
+            self.lin = nn.Linear(3, self.decoder.n_latent * 512)
+
+        def encode(self, x):
+            return self.lin(x.mean((2, 3))).view(x.shape[0], -1, 512)
+
+    rows = benchmark.bench_model(Net(), "demo", "fp32", "eager", torch.device("cpu"), batch=2, iters=2, warmup=0)
+    assert [r["stage"] for r in rows] == ["encoder", "encoder+generator"]
+    for r in rows:
+        assert 0 < r["latency_ms_min"] <= r["latency_ms_median"]
+        assert r["throughput_img_s_best"] >= r["throughput_img_s_median"] > 0
+    text = benchmark.to_markdown({"date": "d", "device": "cpu", "torch": "t", "iters": 2, "warmup": 0,
+                                  "batch_size": 2, "rows": rows, "load_start": "1", "load_end": "1"})
+    assert len([l for l in text.splitlines() if l.startswith("| demo")]) == 2
