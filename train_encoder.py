@@ -1,10 +1,11 @@
 """Train the amortized pSp encoder: ``python train_encoder.py --dataset renders [options]``.
 
-With no other argument it runs the demo world on the CPU: the seeded 64x64 demo generator, procedural
-demo renders and demo targets from Garbin et al.'s teacher (steps 1-4 with the ``TeacherConfig.demo()``
-CPU preset, about a minute for the 24 renders; made under ``<exp_dir>/demo_data`` when missing), a light pSp encoder (IR-SE18, 128-wide map2style), LPIPS/ID terms
-off unless weight files are given. With ``--stylegan_weights``,
-``--ir_se50_weights``, ``--renders`` and ``--targets`` it is the real, full-size job. Multi-GPU:
+With no other argument it runs the demo world on the CPU (about 2-3 minutes on a free 2-core CPU): the
+seeded 64x64 demo generator, procedural demo renders and demo targets from Garbin et al.'s teacher
+(steps 1-4 with the ``TeacherConfig.demo()`` CPU preset, about a minute for the 24 renders; made under
+``<exp_dir>/demo_data`` when missing), a light pSp encoder (IR-SE18 body, 128-wide map2style blocks),
+LPIPS/ID terms off unless weight files are given. With ``--stylegan_weights``, ``--ir_se50_weights``,
+``--renders`` and ``--targets`` it is the real, full-size job. Multi-GPU:
 ``torchrun --nproc_per_node N train_encoder.py ...`` (``--batch_size`` is per GPU).
 An existing ``--exp_dir`` with ``checkpoints/latest.pt`` is resumed.
 """

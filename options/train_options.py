@@ -20,7 +20,7 @@ DEMO_EXP_DIR = "experiments/demo"
 DEMO_DEFAULTS: dict[str, Any] = dict(
     exp_dir=DEMO_EXP_DIR, output_size=64, resolution=64, encoder_num_layers=18, style_channels=128,
     batch_size=4, test_batch_size=4, workers=0, test_workers=0, optim_name="adam", learning_rate=1e-3,
-    max_steps=300, board_interval=10, image_interval=50, val_interval=100, flip_p=0.0,
+    max_steps=300, board_interval=20, image_interval=50, val_interval=100, flip_p=0.0,
 )
 
 

@@ -235,6 +235,21 @@ def test_loss_falls_on_a_tiny_setup(tmp_path):
     assert last < 0.5 * first
 
 
+def test_console_and_board_log_the_mean_since_the_last_log(tmp_path, caplog):
+    import logging
+    import re
+
+    opts = toy_opts(tmp_path, "--board_interval", "3", "--max_steps", "6")
+    with caplog.at_level(logging.INFO, logger="render2style.training.trainer"):
+        history = toy_trainer(opts).train()
+    lines = [r.getMessage() for r in caplog.records if "loss " in r.getMessage() and "step" in r.getMessage()
+             and "validation" not in r.getMessage()]
+    assert [line.split("  ")[0] for line in lines] == ["step 1/6", "steps 2-3/6", "steps 4-6/6"]
+    logged = [float(re.search(r"  loss ([0-9.]+)", line).group(1)) for line in lines]
+    expected = [history[0]["loss"], np.mean(losses(history)[1:3]), np.mean(losses(history)[3:6])]
+    np.testing.assert_allclose(logged, expected, atol=1e-4)
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_resumed_run_reproduces_the_uninterrupted_loss_trace(tmp_path, workers):
     # 20 train samples / batch 4 = 5 steps per epoch: 6 steps cross an epoch boundary, and the

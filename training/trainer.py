@@ -113,6 +113,7 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_val_loss: Optional[float] = None
         self.history: list[dict[str, float]] = []  # per-step training logs of this rank
+        self._since_board: list[dict[str, float]] = []  # logs of the steps not yet written to the board
         self.writer = SummaryWriter(str(self.exp_dir / "logs")) if self.env.is_main else None
         self._log_setup()
         resume = ckpt_io.find_resume(self.exp_dir, opts.resume)
@@ -220,7 +221,8 @@ class Trainer:
 
     def _forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch["input"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
             y_hat, latents = self.model(x, resize=False, return_latents=True)
         return y_hat.float(), latents.float()
 
@@ -248,13 +250,19 @@ class Trainer:
 
     def _after_step(self, batch: dict[str, Any], y_hat: torch.Tensor, logs: dict[str, float], t0: float) -> None:
         o, step = self.opts, self.step
+        self._since_board.append(logs)
         if step % o.board_interval == 0 or step == 1:
-            mean = self._mean_over_ranks(logs)
+            # mean over the steps since the last log (and over ranks): a readable trend, not one batch
+            window = self._since_board
+            mean = self._mean_over_ranks({k: sum(d[k] for d in window) / len(window) for k in logs})
+            self._since_board = []
             if self.env.is_main:
                 for k, v in mean.items():
                     self.writer.add_scalar(f"train/{k}", v, step)
                 terms = "  ".join(f"{k} {v:.4f}" for k, v in mean.items())
-                log.info("step %d/%d  %s  (%.2f s/step)", step, o.max_steps, terms, (time.time() - t0) / max(1, len(self.history)))
+                first = step - len(window) + 1
+                steps = f"step {step}/{o.max_steps}" if first == step else f"steps {first}-{step}/{o.max_steps}"
+                log.info("%s  %s  (%.2f s/step)", steps, terms, (time.time() - t0) / max(1, len(self.history)))
         if self.env.is_main and (step % o.image_interval == 0 or step == 1):
             self._log_images("train", batch["input"], batch["target"], y_hat)
         final = step >= o.max_steps
@@ -302,7 +310,8 @@ class Trainer:
 
     def _forward_eval(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch["input"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
             y_hat, latents = self.net(x, resize=False, return_latents=True)
         return y_hat.float(), latents.float()
 
