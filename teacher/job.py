@@ -224,7 +224,7 @@ def run_config(G, cfg: TeacherConfig, method: str, perceptual, generator_name: s
 
 def _log_demo(config: dict[str, Any]) -> None:
     reasons = (["demo generator (random weights, not photoreal)"] if config["generator"] == "demo" else []) + (
-        [] if config["perceptual"] else ["perceptual terms OFF (--no_perceptual)"])
+        [] if config["perceptual"] else ["perceptual terms OFF (LPIPS/VGG dropped by the demo option)"])
     if reasons:
         log.warning("DEMO targets: %s", "; ".join(reasons))
 
