@@ -6,7 +6,7 @@ Two configurations (issue 3's speed targets, <= 60 s per image each):
 
     python -m render2style.scripts.benchmark_teacher                       # demo (+ paper when CUDA exists)
     python -m render2style.scripts.benchmark_teacher --configs paper --lpips_weights vgg16-397923af.pth \\
-        --out docs/benchmarks.md
+        --out docs/BENCHMARKS.md
 
 Perceptual terms: real LPIPS/VGG-16 with ``--lpips_weights``; ``--random_perceptual`` builds them with random
 backbone weights (same cost, meaningless values: timings only); otherwise they are dropped (as --no_perceptual).
@@ -114,8 +114,8 @@ def benchmark(name: str, args) -> dict:
             "priors s (once)": round(priors_seconds, 2)}
 
 
-def markdown(rows: Sequence[dict], header: bool = True) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)] if header else []
+def markdown(rows: Sequence[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -132,7 +132,8 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     if args.out:
         out = Path(args.out)
         old = out.read_text() if out.is_file() else ""
-        atomic_write_text(old + markdown(rows, header=not old), out)
+        prefix = old.rstrip("\n") + "\n\n" if old.strip() else ""
+        atomic_write_text(prefix + markdown(rows), out)  # each run appends its own table, header included
     return rows
 
 
