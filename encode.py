@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from render2style.alignment.ffhq import AlignTransform
+from render2style.alignment.landmarks import annotation_masks
 from render2style.alignment.paste import paste_back
 from render2style.encoders.psp import pSp
 from render2style.inference.engine import InferenceModel, pick_device, synchronize
@@ -36,7 +37,8 @@ log = logging.getLogger("render2style.encode")
 
 
 def _paste_batch(images: torch.Tensor, names: Sequence[str], transforms: Path, out: Path, blend: str) -> None:
-    """Composite each generated face into the original image its alignment transform names."""
+    """Composite each generated face into the original image its alignment transform names, inside the
+    original's face mask when it has one (alpha, or a render's mask file)."""
     from PIL import Image
 
     for face, name in zip(to_uint8(images), names):
@@ -45,8 +47,10 @@ def _paste_batch(images: torch.Tensor, names: Sequence[str], transforms: Path, o
             log.warning("paste-back: no transform %s for %s; skipped", tpath, name)
             continue
         t = AlignTransform.load(tpath)
-        rgb, alpha = read_image(Path(t.source))
-        atomic_save_image(Image.fromarray(paste_back(rgb, face, t, face_mask=alpha, blend=blend)),
+        rgb, face_mask = read_image(Path(t.source))
+        if face_mask is None:  # a render's face mask from its side file (Face Synthetics _seg.png, _mask.png)
+            face_mask = annotation_masks(t.source)[0]
+        atomic_save_image(Image.fromarray(paste_back(rgb, face, t, face_mask=face_mask, blend=blend)),
                           out / f"{name}.png")
 
 

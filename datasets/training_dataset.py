@@ -116,8 +116,12 @@ class EncoderDataset(Dataset):
             return
         done = sum(self.targets.finished(r) for r in self.ids)
         flips = sum(self.targets.finished(f"{r}_flip") for r in self.ids)
-        log.info("%s split: %d renders, %d with teacher targets, %d without (target = input, no latent "
-                 "loss), %d with flipped targets", split, len(self), done, len(self) - done, flips)
+        log.info("%s split: %d renders, %d with teacher targets, %d with flipped targets", split, len(self),
+                 done, flips)
+        if done < len(self):
+            log.warning("%s split: %d of %d renders have no teacher target yet: they train as self-reconstruction "
+                        "of the render (target = input, no latent loss); finish the target job first for purely "
+                        "amortized training", split, len(self) - done, len(self))
 
     def __len__(self) -> int:
         return len(self.ids)

