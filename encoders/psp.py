@@ -62,9 +62,14 @@ def resolve_opts(opts: OptsLike) -> argparse.Namespace:
     return argparse.Namespace(**d)
 
 
+PSP_CHECKPOINT_HELP = ("an encoder checkpoint in the pSp layout: one written by train_encoder.py "
+                       "(<exp_dir>/checkpoints/best_model.pt) or an official pSp model such as psp_ffhq_encode.pt "
+                       "(github.com/eladrich/pixel2style2pixel, 'Pretrained Models')")
+
+
 def read_psp_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A pSp-layout checkpoint (weights_only load) with its layout checked."""
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, PSP_CHECKPOINT_HELP)
     state = ckpt.get("state_dict")
     if not isinstance(state, Mapping) or not any(k.startswith("encoder.") for k in state):
         raise ValueError(f"{path}: not a pSp checkpoint (expected a 'state_dict' with 'encoder.*' and "
@@ -88,7 +93,7 @@ def load_ir_se50_weights(encoder: nn.Module, path: str | os.PathLike) -> None:
     if n_units != 24:
         raise ValueError(f"{path}: IR-SE50 weights initialize a 50-layer backbone, but this encoder's body has "
                          f"{n_units} units (encoder_num_layers != 50); use ir_se50_weights='none' for random init")
-    src = read_checkpoint(path)
+    src = read_checkpoint(path, IR_SE50_HELP)
     target = {k: v for k, v in encoder.state_dict().items() if k.startswith(("input_layer.", "body."))}
     # Files saved before PyTorch 0.4.1 have no BatchNorm ``num_batches_tracked`` (a counter, unused in eval).
     missing = sorted(k for k in set(target) - set(src) if not k.endswith("num_batches_tracked"))

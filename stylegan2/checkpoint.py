@@ -27,11 +27,14 @@ WEIGHTS_HELP = (
 )
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``; clear errors for missing, truncated or corrupt files."""
+def read_checkpoint(path: str | os.PathLike, expected: str = WEIGHTS_HELP) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``; clear errors for missing, truncated or corrupt files.
+
+    ``expected`` describes the file (what it is, where to get it) for the missing-file message.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found. Expected {WEIGHTS_HELP}.")
+        raise FileNotFoundError(f"{path}: file not found. Expected {expected}.")
     try:
         # Training checkpoints of the reference code also pickle an argparse.Namespace: allow only that class.
         with torch.serialization.safe_globals([argparse.Namespace]):

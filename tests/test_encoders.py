@@ -391,3 +391,8 @@ def test_missing_arcface_file_names_it_and_its_source(tmp_path):
 def test_real_generator_without_arcface_option_is_an_error(tmp_path):
     with pytest.raises(MissingWeightsError, match="model_ir_se50.pth"):
         pSp(dict(stylegan_weights=str(_stylegan_file(tmp_path)), output_size=32))
+
+
+def test_missing_encoder_checkpoint_says_what_file_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt: file not found\. Expected an encoder checkpoint in the pSp layout"):
+        pSp.from_checkpoint(tmp_path / "nope.pt")
