@@ -78,8 +78,9 @@ class EncoderObjective(nn.Module):
         if self.w_norm is not None:
             terms["w_norm"] = self.w_norm(latents, latent_avg)
         loss = sum(self.lambdas[k] * v for k, v in terms.items())
-        logs = {"loss": float(loss.detach())}
-        logs.update({f"loss_{k}": float(v.detach()) for k, v in terms.items()})
+        # One device-to-host transfer for all terms (the trainer's NaN guard needs the values every step).
+        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in terms.values())]).tolist()
+        logs = dict(zip(["loss"] + [f"loss_{k}" for k in terms], values))
         if "id_improve" in id_logs:
             logs["id_improve"] = float(id_logs["id_improve"])
         return loss, logs
