@@ -23,6 +23,8 @@ from render2style.utils.io import open_image, to_rgb_uint8
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+#: smallest accepted render side, in pixels (the encoder's and the teacher's smallest working size)
+MIN_SIZE = 32
 
 
 # iBUG-68 index of each landmark's mirror image (left and right swap under a horizontal flip).
@@ -56,6 +58,16 @@ class Render:
         hair = None if self.hair_mask is None else self.hair_mask[:, ::-1].copy()
         return Render(f"{self.id}_flip", self.rgb[:, ::-1].copy(), self.face_mask[:, ::-1].copy(), hair,
                       landmarks, self.path)
+
+
+def check_render(render: Render) -> None:
+    """Raise ``ValueError`` naming the render's file when a side is below ``MIN_SIZE`` or its face mask is empty."""
+    h, w = render.rgb.shape[:2]
+    if min(h, w) < MIN_SIZE:
+        raise ValueError(f"{render.path}: image is {w}x{h}, expected at least {MIN_SIZE} px on each side")
+    if not np.any(np.asarray(render.face_mask) > 0):
+        raise ValueError(f"{render.path}: the face mask is empty (no pixel > 0); a render needs a face mask "
+                         "marking the face (alpha, <id>_mask.png or the segmentation)")
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -121,7 +133,9 @@ class RenderSource:
     def __getitem__(self, index: int) -> Render:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} renders")
-        return self.load(index % len(self))
+        render = self.load(index % len(self))
+        check_render(render)
+        return render
 
     def position(self, render_id: str) -> int:
         """Index of the render with this id."""

@@ -1,7 +1,8 @@
 """Reader of the teacher's target folder (layout in docs/ARCHITECTURE.md, "Target folder").
 
-An id has a target iff ``meta/<id>.json`` exists (the job writes it last, after the ``.npy`` and the
-``.png``). Flipped-render targets use the id ``<id>_flip``.
+An id has a target iff its ``meta/<id>.json``, ``latents/<id>.npy`` and ``images/<id>.png`` all exist (the
+job writes the meta last and checks the three agree before it counts an item as finished).
+Flipped-render targets use the id ``<id>_flip``.
 """
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ class TargetFolder:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such target folder")
-        meta = self.root / "meta"
-        self.finished_ids = {p.stem for p in meta.glob("*.json")} if meta.is_dir() else set()
+        self.finished_ids = (self._stems("meta", "*.json") & self._stems("latents", "*.npy")
+                             & self._stems("images", "*.png"))
         self.n_latent = self._check_n_latent(n_latent)
+
+    def _stems(self, sub: str, pattern: str) -> set[str]:
+        return {p.stem for p in (self.root / sub).glob(pattern)}
 
     def _check_n_latent(self, n_latent: int | None) -> int | None:
         run = self.root / "run.json"

@@ -2,8 +2,11 @@
 
 Layout (docs/ARCHITECTURE.md "Target folder"): ``run.json``, ``latents/<id>.npy`` (float32
 ``[n_latent, 512]``), ``images/<id>.png``, ``meta/<id>.json`` and ``metadata.csv``. An item is finished
-iff its ``meta/<id>.json`` exists; it is written last and atomically, so a crash loses at most the
-item in progress and a rerun skips finished items. Item k of the sorted ids belongs to shard k % n.
+iff its meta, latent and image agree (``is_finished``: the meta, written last and atomically, records the
+latent's SHA-256 and the image's size), so a crash loses at most the item in progress and a rerun skips
+finished items. Item k of the sorted ids belongs to shard k % n. Any number of processes may work on one
+folder (same shard or not, kill -9 included): each item is computed under a per-item ``flock`` claim
+(``claims/<id>.lock``), so no item is computed twice and no process deletes files another is writing.
 """
 from __future__ import annotations
 
@@ -23,9 +26,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from render2style.datasets.renders import check_render
 from render2style.teacher import TeacherConfig, TeacherInput, run_teacher
 from render2style.teacher.priors import resolve_priors
-from render2style.utils.io import atomic_save_image, atomic_save_npy, atomic_write_json, atomic_write_text
+from render2style.utils.claims import claim
+from render2style.utils.io import (atomic_save_image, atomic_save_npy, atomic_write_json, atomic_write_text,
+                                   file_sha256, sweep_temp_files, temp_file_target)
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +46,11 @@ FLIP_68 = (
     + [64, 63, 62, 61, 60, 67, 66, 65]           # inner lips
 )
 
-#: run.json fields that must agree for a folder to hold one consistent set of targets.
-COMPATIBILITY_KEYS = ("method", "generator", "size", "n_latent", "style_dim", "perceptual")
+#: run.json fields that must agree for a folder to hold one consistent set of targets (``seed`` and
+#: ``flip``: each render's random stream and the set of items depend on them), with their options.
+COMPATIBILITY_KEYS = {"method": "--method", "generator": "--stylegan_weights", "size": "the generator",
+                      "n_latent": "the generator", "style_dim": "the generator", "perceptual": "--no_perceptual",
+                      "seed": "--seed", "flip": "--flip"}
 
 FLIP_SUFFIX = "_flip"
 
@@ -98,6 +107,9 @@ def flip_render(render):
 
 
 # --- folder ------------------------------------------------------------------------------------
+CLAIMS = "claims"
+
+
 def item_paths(out_dir: str | os.PathLike, item_id: str) -> dict[str, Path]:
     out = Path(out_dir)
     return {"latent": out / "latents" / f"{item_id}.npy", "image": out / "images" / f"{item_id}.png",
@@ -105,24 +117,44 @@ def item_paths(out_dir: str | os.PathLike, item_id: str) -> dict[str, Path]:
 
 
 def is_finished(out_dir: str | os.PathLike, item_id: str) -> bool:
-    return item_paths(out_dir, item_id)["meta"].is_file()
+    """True iff meta, latent and image are present and agree: the latent's SHA-256 and the image's
+    size are the ones the meta recorded."""
+    paths = item_paths(out_dir, item_id)
+    try:
+        meta = json.loads(paths["meta"].read_text())
+        return (isinstance(meta, dict) and paths["image"].stat().st_size == meta.get("image_bytes")
+                and file_sha256(paths["latent"]) == meta.get("latent_sha256"))
+    except (OSError, ValueError):
+        return False
 
 
-def remove_partial(out_dir: str | os.PathLike, item_ids: Sequence[str]) -> int:
-    """Delete leftovers of unfinished items among ``item_ids`` (latents/images without meta, temp
-    files of interrupted writes). Only this shard's items: other ranks may be writing theirs."""
-    names = {p.name for i in item_ids if not is_finished(out_dir, i) for p in item_paths(out_dir, i).values()}
+def clear_item(out_dir: str | os.PathLike, item_id: str) -> None:
+    """Delete an unfinished item's files (meta first, so it never looks finished) and its temp files.
+    Only under the item's claim: the claim holder is the only writer of these names."""
+    paths = item_paths(out_dir, item_id)
+    for key in ("meta", "latent", "image"):
+        paths[key].unlink(missing_ok=True)
+        sweep_temp_files(paths[key].parent, {paths[key].name})
+
+
+def claim_item(out_dir: str | os.PathLike, item_id: str):
+    """``with claim_item(out, id) as mine:`` the cross-process claim of one item (``utils.claims``)."""
+    return claim(Path(out_dir) / CLAIMS / f"{item_id}.lock")
+
+
+def sweep_leftovers(out_dir: str | os.PathLike) -> int:
+    """Delete temp files of interrupted writes whose item no live process claims; returns how many."""
     removed = 0
     for sub in ("latents", "images", "meta"):
         folder = Path(out_dir) / sub
-        if not folder.is_dir():
-            continue
-        for f in folder.iterdir():
-            # atomic writers use ".<name>.<random>.tmp" temp files
-            target = f.name[1:].rsplit(".", 2)[0] if f.name.startswith(".") and f.name.endswith(".tmp") else f.name
-            if target in names:
-                f.unlink()
-                removed += 1
+        for f in sorted(folder.iterdir()) if folder.is_dir() else ():
+            target = temp_file_target(f)
+            if target is None:
+                continue
+            with claim_item(out_dir, Path(target).stem) as mine:
+                if mine and f.exists():
+                    f.unlink()
+                    removed += 1
     return removed
 
 
@@ -136,9 +168,9 @@ def check_run_config(out_dir: str | os.PathLike, config: dict[str, Any]) -> None
         old = json.load(f)
     diff = {k: (old.get(k), config.get(k)) for k in COMPATIBILITY_KEYS if old.get(k) != config.get(k)}
     if diff:
-        detail = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
-        raise ValueError(f"{path}: this target folder was made with a different configuration ({detail}); "
-                         "use another --out folder, or the original settings to resume")
+        detail = ", ".join(f"{k}: {a!r} there, {b!r} now ({COMPATIBILITY_KEYS[k]})" for k, (a, b) in diff.items())
+        raise ValueError(f"{path}: this target folder was started with a different configuration ({detail}); "
+                         "resume it with the settings it was started with, or use another --out folder")
     changed = sorted(k for k in set(old.get("teacher", {})) | set(config.get("teacher", {}))
                      if old.get("teacher", {}).get(k) != config.get("teacher", {}).get(k))
     if changed:
@@ -147,15 +179,13 @@ def check_run_config(out_dir: str | os.PathLike, config: dict[str, Any]) -> None
 
 
 def rebuild_metadata(out_dir: str | os.PathLike) -> Path:
-    """Rewrite ``metadata.csv`` from ``meta/*.json`` (atomically, under a file lock so that concurrent
+    """Rewrite ``metadata.csv`` from the finished items' ``meta/*.json`` (atomically, under a file lock so that concurrent
     shards cannot replace a complete table with an older, shorter one)."""
     out = Path(out_dir)
     with open(out / ".metadata.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = []
-        for p in sorted((out / "meta").glob("*.json")):
-            with open(p) as f:
-                rows.append(json.load(f))
+        sweep_temp_files(out, {"metadata.csv"})  # only lock holders write it
+        rows = [json.loads(p.read_text()) for p in sorted((out / "meta").glob("*.json")) if is_finished(out, p.stem)]
         columns = ["id"] + sorted({k for r in rows for k in r} - {"id"})
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
@@ -198,11 +228,13 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def write_target(out_dir: str | os.PathLike, item_id: str, w_plus: np.ndarray, image: Image.Image,
                  row: dict[str, Any]) -> None:
-    """Write latent, image, then meta (the finished marker); remove the first two if anything fails."""
+    """Write latent, image, then meta (the finished marker, with the latent's SHA-256 and the image's
+    size); remove the first two if anything fails."""
     paths = item_paths(out_dir, item_id)
     try:
         atomic_save_npy(w_plus, paths["latent"])
         atomic_save_image(image, paths["image"])
+        row = {**row, "latent_sha256": file_sha256(paths["latent"]), "image_bytes": paths["image"].stat().st_size}
         atomic_write_json(row, paths["meta"])
     except BaseException:
         if not paths["meta"].is_file():
@@ -229,22 +261,19 @@ def _log_demo(config: dict[str, Any]) -> None:
         log.warning("DEMO targets: %s", "; ".join(reasons))
 
 
-def _pending(out: Path, source, shard: tuple[int, int], flip: bool, limit: Optional[int]):
-    """This shard's work units ``(render_id, flipped)`` and the unfinished ones, leftovers removed."""
+def _units(source, shard: tuple[int, int], flip: bool, limit: Optional[int]) -> list[tuple[str, bool, str]]:
+    """This shard's work units ``(render_id, flipped, item_id)``."""
     ids = sorted(source.ids)[:limit] if limit is not None else sorted(source.ids)
-    units = [(x, f) for x in shard_ids(ids, shard) for f in ((False, True) if flip else (False,))]
-    unit_ids = [x + FLIP_SUFFIX if f else x for x, f in units]
-    removed = remove_partial(out, unit_ids)
-    if removed:
-        log.info("removed %d leftover file(s) of unfinished items", removed)
-    return units, [u for u, uid in zip(units, unit_ids) if not is_finished(out, uid)]
+    return [(x, f, x + FLIP_SUFFIX if f else x) for x in shard_ids(ids, shard)
+            for f in ((False, True) if flip else (False,))]
 
 
 def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perceptual, shard: tuple[int, int],
             device) -> tuple[np.ndarray, Image.Image, dict[str, Any]]:
     """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row)."""
     t0 = time.perf_counter()
-    result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"])
+    result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"],
+                         render_id=cached.id, flip=render is not cached)
     w_plus = result.w_plus.detach().float().cpu().numpy()
     if w_plus.shape != (G.n_latent, G.style_dim):
         raise RuntimeError(f"teacher returned W+ of shape {w_plus.shape}, expected ({G.n_latent}, {G.style_dim})")
@@ -274,8 +303,13 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
     config = run_config(G, cfg, method, perceptual, generator_name, seed, flip, extra_config)
     check_run_config(out, config)
     _log_demo(config)
-    units, todo = _pending(out, source, shard, flip, limit)
-    stats = {"shard": list(shard), "total": len(units), "already_done": len(units) - len(todo), "done": 0}
+    swept = sweep_leftovers(out)
+    if swept:
+        log.info("removed %d temp file(s) of interrupted writes", swept)
+    units = _units(source, shard, flip, limit)
+    todo = [u for u in units if not is_finished(out, u[2])]
+    stats = {"shard": list(shard), "total": len(units), "already_done": len(units) - len(todo), "done": 0,
+             "claimed_elsewhere": 0}
     log.info("shard %d/%d: %d items, %d already finished, %d to do (%s, out %s)", shard[0], shard[1],
              len(units), stats["already_done"], len(todo), method, out)
 
@@ -284,24 +318,31 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
         cfg = resolve_priors(G, cfg, device, seed)  # centroids etc. once, not per item
     index = {x: k for k, x in enumerate(source.ids)}
     cached, corrupt = None, set()
-    for render_id, flipped in tqdm(todo, desc=f"targets {shard[0]}/{shard[1]}", unit="img",
-                                   disable=not progress, dynamic_ncols=True):
+    for render_id, flipped, item_id in tqdm(todo, desc=f"targets {shard[0]}/{shard[1]}", unit="img",
+                                            disable=not progress, dynamic_ncols=True):
         if render_id in corrupt:
             continue
-        if cached is None or cached.id != render_id:
-            try:
-                cached = source[index[render_id]]
-            except (ValueError, OSError) as e:
-                if not skip_corrupt:
-                    raise ValueError(f"render {render_id!r}: {e} (use --skip_corrupt to skip bad renders)") from e
-                log.warning("skipping corrupt render %r: %s", render_id, e)
-                corrupt.add(render_id)
+        with claim_item(out, item_id) as mine:
+            if not mine or is_finished(out, item_id):  # another process has it, or has just finished it
+                stats["claimed_elsewhere"] += 1
                 continue
-        render = flip_render(cached) if flipped else cached
-        write_target(out, render.id, *_target(G, render, cached, cfg, config, perceptual, shard, device))
+            clear_item(out, item_id)  # leftovers of a process that died holding this item
+            if cached is None or cached.id != render_id:
+                try:
+                    cached = source[index[render_id]]
+                    check_render(cached)
+                except (ValueError, OSError) as e:
+                    if not skip_corrupt:
+                        raise ValueError(f"render {render_id!r}: {e} (use --skip_corrupt to skip bad renders)") from e
+                    log.warning("skipping corrupt render %r: %s", render_id, e)
+                    corrupt.add(render_id)
+                    continue
+            render = flip_render(cached) if flipped else cached
+            write_target(out, item_id, *_target(G, render, cached, cfg, config, perceptual, shard, device))
         stats["done"] += 1
     stats.update(skipped_corrupt=len(corrupt), seconds=round(time.perf_counter() - t_job, 3))
     rebuild_metadata(out)
-    log.info("shard %d/%d finished: %d new targets, %d skipped (corrupt) in %.1f s", shard[0], shard[1],
-             stats["done"], stats["skipped_corrupt"], stats["seconds"])
+    log.info("shard %d/%d finished: %d new targets, %d skipped (corrupt), %d taken by other processes, in %.1f s",
+             shard[0], shard[1], stats["done"], stats["skipped_corrupt"], stats["claimed_elsewhere"],
+             stats["seconds"])
     return stats

@@ -176,14 +176,14 @@ def test_registry_loads_a_user_class_from_a_module_string(tmp_path, monkeypatch)
                 return sorted(self.root.glob("*.raw"))
 
             def load(self, index):
-                rgb = np.zeros((4, 4, 3), np.uint8)
-                return Render(self.ids[index], rgb, np.ones((4, 4), np.float32), None, None, str(self.paths[index]))
+                rgb = np.zeros((32, 32, 3), np.uint8)
+                return Render(self.ids[index], rgb, np.ones((32, 32), np.float32), None, None, str(self.paths[index]))
     """))
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "x.raw").write_bytes(b"")
     monkeypatch.syspath_prepend(str(tmp_path))
     src = build_render_source("my_renders:Flat", tmp_path / "data")
-    assert src.ids == ["x"] and src[0].rgb.shape == (4, 4, 3)
+    assert src.ids == ["x"] and src[0].rgb.shape == (32, 32, 3)
     with pytest.raises(ValueError, match="no attribute 'Nope'"):
         build_render_source("my_renders:Nope", tmp_path / "data")
 

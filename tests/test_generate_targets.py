@@ -50,10 +50,10 @@ class FakeSource:
         if rid in self.bad:
             raise ValueError(f"/data/{rid}.png: not a readable image")
         rng = np.random.default_rng(i)
-        mask = np.zeros((16, 16), np.float32)
-        mask[4:12, 3:10] = 1
-        return Render(rid, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), mask, None,
-                      rng.uniform(0, 15, (68, 2)).astype(np.float32), f"/data/{rid}.png")
+        mask = np.zeros((32, 32), np.float32)
+        mask[8:24, 6:20] = 1
+        return Render(rid, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), mask, None,
+                      rng.uniform(0, 31, (68, 2)).astype(np.float32), f"/data/{rid}.png")
 
 
 class FakeTeacher:
@@ -230,7 +230,7 @@ def test_flipped_targets_use_the_mirrored_render_and_landmarks(tmp_path, fake):
     assert torch.equal(flipped.image, plain.image.flip(-1))
     assert torch.equal(flipped.face_mask, plain.face_mask.flip(-1))
     expected = orig.landmarks[job.FLIP_68].copy()
-    expected[:, 0] = 15 - expected[:, 0]
+    expected[:, 0] = 31 - expected[:, 0]
     assert np.allclose(flipped.landmarks.numpy(), expected)
     meta = json.loads((tmp_path / "meta" / "r000_flip.json").read_text())
     assert meta["flip"] is True and meta["render_id"] == "r000"

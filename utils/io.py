@@ -5,9 +5,12 @@ writes to a temporary file in the destination folder and then ``os.replace``s it
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -20,11 +23,27 @@ from PIL import Image, UnidentifiedImageError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+#: below this many free bytes a failed write is reported as a full disk (numpy and torch's zip writer
+#: raise errors without an errno: "5120 requested and 5088 written", "file write failed")
+_NEARLY_FULL = 16 * 2 ** 20
+TEMP_SUFFIX = ".tmp"
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL
+    except OSError:
+        return False
+
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -32,10 +51,38 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path.parent):
+            raise OSError(errno.ENOSPC, f"{path}: no space left on device while writing it ({e})") from e
         raise
+
+
+def temp_file_target(path: str | os.PathLike) -> str | None:
+    """The file name an atomic writer's temp file ``.<name>.<random>.tmp`` was for; None for other files."""
+    name = Path(path).name
+    if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+        return None
+    return name[1:].rsplit(".", 2)[0]
+
+
+def sweep_temp_files(folder: str | os.PathLike, names: set[str] | None = None) -> int:
+    """Delete the temp files of interrupted atomic writes in ``folder`` (only those for ``names`` when
+    given); returns how many. Call it only where no live process is writing those names."""
+    folder = Path(folder)
+    removed = 0
+    for f in folder.iterdir() if folder.is_dir() else ():
+        target = temp_file_target(f)
+        if target is not None and (names is None or target in names):
+            f.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -1,0 +1,146 @@
+"""Fault suite (issue 9): each case is a failure a demanding user hit; each test failed before its fix."""
+import json
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from render2style.teacher import TeacherConfig, job
+
+N_LATENT = 4
+FAKE_G = SimpleNamespace(size=32, n_latent=N_LATENT, style_dim=512)
+FORK = multiprocessing.get_context("fork")
+
+
+class Source:
+    """Renders r000..r(n-1) as records (32x32, a face mask in the middle)."""
+
+    def __init__(self, n):
+        self.ids = [f"r{k:03d}" for k in range(n)]
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        mask = np.zeros((32, 32), np.float32)
+        mask[8:24, 8:24] = 1
+        return SimpleNamespace(id=self.ids[i], rgb=np.full((32, 32, 3), i, np.uint8), face_mask=mask,
+                               hair_mask=None, landmarks=None, path=f"/data/{self.ids[i]}.png")
+
+
+def fake_target(log_path, block_on=None):
+    """A stand-in for the teacher that appends each item it computes to ``log_path``; on ``block_on`` it
+    writes the latent, starts the image's temp file, signals ``<log>.blocked`` and hangs (to be killed)."""
+    def target(G, render, cached, cfg, config, perceptual, shard, device):
+        with open(log_path, "a") as f:
+            f.write(f"{os.getpid()} {render.id}\n")
+        time.sleep(0.02)  # lets concurrent processes interleave; no assertion depends on it
+        return np.full((N_LATENT, 512), len(render.id), np.float32), Image.new("RGB", (8, 8)), {"id": render.id}
+
+    real_save_image = job.atomic_save_image
+
+    def save_image(image, path):
+        if Path(path).stem != block_on:
+            return real_save_image(image, path)
+        tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
+        Path(f"{log_path}.blocked").write_text("")
+        while True:
+            time.sleep(1)
+    return target, save_image
+
+
+def run_job(out, log_path, block_on=None, **kw):
+    target, save_image = fake_target(log_path, block_on)
+    job._target, job.atomic_save_image = target, save_image
+    job.resolve_priors = lambda G, cfg, device, seed: cfg
+    return job.generate_targets(Source(6), out, FAKE_G, TeacherConfig.demo(), "garbin", False, progress=False, **kw)
+
+
+def _child(out, log_path, block_on=None):
+    os.environ.pop("RANK", None), os.environ.pop("WORLD_SIZE", None)
+    run_job(out, log_path, block_on)
+
+
+def computed(log_path):
+    return [line.split()[1] for line in Path(log_path).read_text().splitlines()] if Path(log_path).exists() else []
+
+
+def finished_ids(out):
+    return sorted(p.stem for p in (Path(out) / "meta").glob("*.json") if job.is_finished(out, p.stem))
+
+
+@pytest.fixture
+def restore_job(monkeypatch):
+    for name in ("_target", "atomic_save_image", "resolve_priors"):
+        monkeypatch.setattr(job, name, getattr(job, name))
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+@pytest.mark.parametrize("n_procs", [2, 3])
+def test_concurrent_target_jobs_compute_every_item_exactly_once(tmp_path, restore_job, n_procs):
+    out, log_path = tmp_path / "t", tmp_path / "calls.log"
+    procs = [FORK.Process(target=_child, args=(out, log_path)) for _ in range(n_procs)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    done = computed(log_path)
+    assert sorted(done) == [f"r{k:03d}" for k in range(6)]  # no item twice, none missing
+    assert finished_ids(out) == sorted(done)
+    assert not list(out.rglob("*.tmp")) and not list((out / job.CLAIMS).glob("*.lock"))
+
+
+def _wait_for(path, proc):
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert proc.is_alive() and time.monotonic() < deadline, "the blocked job never got to its item"
+        time.sleep(0.02)
+
+
+def test_a_live_jobs_item_is_left_alone_and_a_killed_jobs_item_is_taken_over(tmp_path, restore_job):
+    out, log_a, log_b = tmp_path / "t", tmp_path / "a.log", tmp_path / "b.log"
+    a = FORK.Process(target=_child, args=(out, log_a, "r001"))
+    a.start()
+    try:
+        _wait_for(Path(f"{log_a}.blocked"), a)
+        # a second job while the first is alive mid-item: it does the rest and touches nothing of r001
+        stats = run_job(out, log_b)
+        assert "r001" not in computed(log_b) and stats["claimed_elsewhere"] == 1
+        assert (out / "latents" / "r001.npy").is_file() and list((out / "images").glob(".r001.png.*.tmp"))
+        assert "r001" not in finished_ids(out)
+    finally:
+        os.kill(a.pid, signal.SIGKILL)
+        a.join()
+    # after kill -9 the claim is free: the next run takes r001 over and clears the dead job's files
+    stats = run_job(out, log_b)
+    assert stats["done"] == 1 and computed(log_b).count("r001") == 1
+    assert finished_ids(out) == [f"r{k:03d}" for k in range(6)]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_meta_whose_latent_is_gone_or_changed_is_not_finished_and_is_redone(tmp_path, restore_job):
+    out, log_path = tmp_path / "t", tmp_path / "calls.log"
+    run_job(out, log_path)
+    (out / "latents" / "r001.npy").unlink()
+    np.save(out / "latents" / "r002.npy", np.zeros((N_LATENT, 512), np.float32))  # not what meta recorded
+    stats = run_job(out, log_path)
+    assert stats["done"] == 2 and sorted(computed(log_path)[6:]) == ["r001", "r002"]
+    assert finished_ids(out) == [f"r{k:03d}" for k in range(6)]
+
+
+def test_resumed_target_job_refuses_another_seed_or_flip(tmp_path, restore_job):
+    out, log_path = tmp_path / "t", tmp_path / "calls.log"
+    run_job(out, log_path, seed=3)
+    with pytest.raises(ValueError, match=r"run\.json.*seed: 3 there, 4 now \(--seed\)"):
+        run_job(out, log_path, seed=4)
+    with pytest.raises(ValueError, match=r"flip: False there, True now \(--flip\)"):
+        run_job(out, log_path, seed=3, flip=True)
