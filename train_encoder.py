@@ -1,4 +1,4 @@
-"""Train the amortized pSp encoder: ``python train_encoder.py --dataset renders [options]``.
+"""Train the amortized pSp encoder: ``r2s-train-encoder --dataset renders [options]``.
 
 With no other argument it runs the demo world on the CPU (about 2-3 minutes on a free 2-core CPU): the
 seeded 64x64 demo generator, procedural demo renders and demo targets from Garbin et al.'s teacher
@@ -6,7 +6,7 @@ seeded 64x64 demo generator, procedural demo renders and demo targets from Garbi
 ``<exp_dir>/demo_data`` when missing), a light pSp encoder (IR-SE18 body, 128-wide map2style blocks),
 LPIPS/ID terms off unless weight files are given. With ``--stylegan_weights``, ``--ir_se50_weights``,
 ``--renders`` and ``--targets`` it is the real, full-size job. Multi-GPU:
-``torchrun --nproc_per_node N train_encoder.py ...`` (``--batch_size`` is per GPU).
+``torchrun --nproc_per_node N -m render2style.train_encoder ...`` (``--batch_size`` is per GPU).
 An existing ``--exp_dir`` with ``checkpoints/latest.pt`` is resumed.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _make_demo_targets(opts: argparse.Namespace) -> None:
     cfg = TeacherConfig.demo()
     log.warning("DEMO targets: Garbin et al. teacher (method %s) with the TeacherConfig.demo() CPU preset "
                 "(%d samples, %d CS-ANNS rounds, %d projector steps, %d seeds), perceptual (LPIPS) terms off. "
-                "Real targets: python -m render2style.scripts.generate_targets with LPIPS weights",
+                "Real targets: r2s-generate-targets with LPIPS weights",
                 DEMO_TEACHER_METHOD, cfg.n_samples, cfg.csanns_outer, cfg.proj_steps, cfg.n_seeds)
     source = build_render_source("renders", opts.renders)
     t0 = time.perf_counter()
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if env.is_main:
         ckpt = Path(opts.exp_dir) / "checkpoints"
         best = ckpt / BEST if (ckpt / BEST).is_file() else ckpt / LATEST
-        log.info("done: %s (latest: %s). Encode with: python encode.py --checkpoint %s --input %s --out %s",
+        log.info("done: %s (latest: %s). Encode with: r2s-encode --checkpoint %s --input %s --out %s",
                  best, ckpt / LATEST, best, opts.renders, Path(opts.exp_dir) / "encoded")
     return 0
 

@@ -1,4 +1,4 @@
-"""Command-line options of ``encode.py`` (pSp's inference/style-mixing names where they exist).
+"""Command-line options of ``r2s-encode`` (``encode.py``) (pSp's inference/style-mixing names where they exist).
 
 Booleans parse their value (``--save_grid false`` is False) and also accept ``--flag`` / ``--no-flag``.
 Layer indices (``--latent_mask``, ``--interp_layers``) are 0-based.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from render2style.cli import add_tool_info
 from render2style.inference.inputs import DEFAULT_EXCLUDE
 from render2style.options.train_options import str2bool
 
@@ -25,6 +26,13 @@ class EncodeOptions:
         self.parser = argparse.ArgumentParser(
             description="Encode renders (image, folder, glob or video) into W+ codes and photoreal faces.",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        add_tool_info(self.parser, "r2s-encode", "render2style.encode", [
+            "r2s-encode --checkpoint runs/enc/checkpoints/best_model.pt --input renders/ --out results/ \\\n"
+            "--dtype bf16 --compile --save_grid",
+            "r2s-encode --checkpoint CKPT --input renders/ --out variants/ --n_variants 4 --latent_mask 8-17 "
+            "--truncation 0.7",
+            "r2s-encode --checkpoint CKPT --input aligned/ --out results/ --paste_back --transforms aligned/transforms",
+            "r2s-encode --checkpoint CKPT --input clip.mp4 --out results_video/ --batch_size 16 --codes_per_batch"])
         self.initialize()
 
     def initialize(self) -> None:
@@ -73,7 +81,7 @@ class EncodeOptions:
         g = p.add_argument_group("paste-back into the original (unaligned) images")
         _add_bool(g, "paste_back", False, "composite outputs into the originals using saved alignment transforms")
         g.add_argument("--transforms", default=None,
-                       help="folder of <name>.json transforms written by scripts/align_faces.py")
+                       help="folder of <name>.json transforms written by r2s-align-faces")
         g.add_argument("--blend", choices=["mask", "laplacian"], default="mask")
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -87,5 +95,5 @@ class EncodeOptions:
         if opts.interpolate and opts.interp_steps < 2:
             self.parser.error("--interp_steps must be >= 2")
         if opts.paste_back and not opts.transforms:
-            self.parser.error("--paste_back needs --transforms DIR (from scripts/align_faces.py)")
+            self.parser.error("--paste_back needs --transforms DIR (from r2s-align-faces)")
         return opts

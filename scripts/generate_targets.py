@@ -1,12 +1,5 @@
 """Turn a folder of renders into a folder of teacher targets (W+ codes, teacher images, metadata).
 
-    # the offline demo: demo renders, demo generator, no perceptual weights (all logged as DEMO)
-    python -m render2style.scripts.generate_targets --out targets_demo --no_perceptual
-
-    # real run: FFHQ StyleGAN2, LPIPS/VGG-16 from local files, 4 GPUs
-    torchrun --nproc_per_node 4 -m render2style.scripts.generate_targets --renders renders/ --out targets/ \\
-        --stylegan_weights stylegan2-ffhq-config-f.pt --lpips_weights vgg16-397923af.pth --flip
-
 Resumable (rerun the same command), shardable (``--shard i/n``; under torchrun each rank takes its part).
 """
 from __future__ import annotations
@@ -20,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from render2style.cli import add_tool_info
 from render2style.teacher import PerceptualNets, TeacherConfig
 from render2style.teacher.control_vectors import load_vectors
 from render2style.teacher.job import generate_targets, parse_shard
@@ -31,6 +25,12 @@ METHODS = ("garbin", "image2stylegan", "projector")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_tool_info(p, "r2s-generate-targets", "render2style.scripts.generate_targets", [
+        "r2s-generate-targets --out targets_demo --no_perceptual      # offline demo (renders, generator: DEMO)",
+        "r2s-generate-targets --renders renders/ --out targets/ --stylegan_weights stylegan2-ffhq-config-f.pt \\\n"
+        "--lpips_weights vgg16-397923af.pth --flip                  # real run; rerun to resume",
+        "torchrun --nproc_per_node 4 -m render2style.scripts.generate_targets --renders renders/ --out targets/ \\\n"
+        "--stylegan_weights stylegan2-ffhq-config-f.pt --lpips_weights vgg16-397923af.pth   # 4 GPUs"])
     p.add_argument("--renders", help="renders folder (default: demo renders made in <out>/demo_renders)")
     p.add_argument("--out", required=True, help="target folder (created; an existing one is resumed)")
     p.add_argument("--dataset", default="renders",

@@ -1,18 +1,21 @@
 """Draw the procedural demo renders (RGBA PNG + hair mask + annotations.json) into a folder.
 
-    python -m render2style.scripts.make_demo_renders --out demo/renders --n 64 --seed 0 --size 256
+    r2s-make-demo-renders --out demo/renders --n 64 --seed 0 --size 256
 """
 from __future__ import annotations
 
 import argparse
 import logging
 
+from render2style.cli import add_tool_info
 from render2style.datasets.demo_renders import make_demo_renders
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Draw deterministic procedural demo face renders "
                                                  "(shows the mechanics, not photorealism).")
+    add_tool_info(parser, "r2s-make-demo-renders", "render2style.scripts.make_demo_renders",
+                  ["r2s-make-demo-renders --out demo/renders --n 64 --seed 0 --size 256"])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--n", type=int, default=64, help="number of renders")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,16 +1,9 @@
 """Regenerate the README's figures from the outputs of the pipeline (every path is an argument).
 
-    # (a) a render and its masks: face mask | teacher loss mask Ia (falloff x^10 around face ∪ hair) | hair mask
-    python -m render2style.scripts.make_figures masks --dataset facesynthetics --renders FS/ \\
-        --ids 000001,000003 --out docs/figures/masks.png
-    # (b) the pipeline: render | teacher image G(w*) | encoder output G(E(x)) | style-mixing variants
-    python -m render2style.scripts.make_figures pipeline --renders experiments/demo/demo_data/renders \\
-        --targets experiments/demo/demo_data/targets --encoded experiments/demo/encoded \\
-        --ids demo_00000,demo_00001 --out docs/figures/pipeline.png
-    # (c) FFHQ alignment and paste-back: original + crop square | aligned | generated | pasted back
-    python -m render2style.scripts.make_figures alignment --row aligned/ encoded_aligned/ 000000 \\
-        --row aligned_photos/ encoded_photos/ 005735 --out docs/figures/alignment.png
-
+Figures: ``masks`` (a render and its masks: face mask | teacher loss mask Ia, the x^10 falloff around
+face ∪ hair | hair mask), ``pipeline`` (render | teacher image G(w*) | encoder output G(E(x)) | style-mixing
+variants) and ``alignment`` (FFHQ alignment and paste-back: original + crop square | aligned | generated |
+pasted back).
 Each figure is a grid of ``--tile``² tiles under a row of column titles, saved as an RGB PNG.
 """
 from __future__ import annotations
@@ -25,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from render2style.alignment.ffhq import AlignTransform
+from render2style.cli import add_tool_info
 from render2style.datasets import build_render_source
 from render2style.teacher.masks import loss_mask
 from render2style.utils.io import atomic_save_image, open_image, to_rgb_uint8
@@ -132,6 +126,14 @@ FIGURES = {"masks": masks_figure, "pipeline": pipeline_figure, "alignment": alig
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_tool_info(p, "r2s-make-figures", "render2style.scripts.make_figures", [
+        "r2s-make-figures masks --dataset facesynthetics --renders FS/ --ids 000001,000003 \\\n"
+        "--out docs/figures/masks.png",
+        "r2s-make-figures pipeline --renders experiments/demo/demo_data/renders \\\n"
+        "--targets experiments/demo/demo_data/targets --encoded experiments/demo/encoded \\\n"
+        "--ids demo_00000,demo_00001 --out docs/figures/pipeline.png",
+        "r2s-make-figures alignment --row aligned/ encoded_aligned/ 000000 \\\n"
+        "--row aligned_photos/ encoded_photos/ 005735 --out docs/figures/alignment.png"])
     sub = p.add_subparsers(dest="figure", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, help="output PNG")

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_HELP = (
     "StyleGAN2 FFHQ config-f weights in the rosinality layout: 'stylegan2-ffhq-config-f.pt' (about 364 MB), "
     "linked from the pSp README (github.com/eladrich/pixel2style2pixel, 'Pretrained Models') or converted from "
-    "NVIDIA's official 'stylegan2-ffhq-config-f.pkl' / stylegan2-ada-pytorch '.pkl' with scripts/convert_weights.py"
+    "NVIDIA's official 'stylegan2-ffhq-config-f.pkl' / stylegan2-ada-pytorch '.pkl' with r2s-convert-weights"
 )
 
 
