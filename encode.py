@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from render2style.alignment.ffhq import AlignTransform
-from render2style.alignment.landmarks import annotation_masks
 from render2style.alignment.paste import paste_back
 from render2style.encoders.psp import pSp
 from render2style.inference.engine import InferenceModel, pick_device, synchronize
@@ -38,7 +37,7 @@ log = logging.getLogger("render2style.encode")
 
 def _paste_batch(images: torch.Tensor, names: Sequence[str], transforms: Path, out: Path, blend: str) -> None:
     """Composite each generated face into the original image its alignment transform names, inside the
-    original's face mask when it has one (alpha, or a render's mask file)."""
+    original's face mask when it has one (``datasets.masks``: a render's mask file, segmentation or alpha)."""
     from PIL import Image
 
     for face, name in zip(to_uint8(images), names):
@@ -48,8 +47,6 @@ def _paste_batch(images: torch.Tensor, names: Sequence[str], transforms: Path, o
             continue
         t = AlignTransform.load(tpath)
         rgb, face_mask = read_image(Path(t.source))
-        if face_mask is None:  # a render's face mask from its side file (Face Synthetics _seg.png, _mask.png)
-            face_mask = annotation_masks(t.source)[0]
         atomic_save_image(Image.fromarray(paste_back(rgb, face, t, face_mask=face_mask, blend=blend)),
                           out / f"{name}.png")
 
@@ -62,14 +59,15 @@ def _write_interpolation(model: InferenceModel, pair: list[tuple[str, torch.Tens
     layers = parse_latent_mask(opts.interp_layers, model.n_latent) if opts.interp_layers else None
     frames = interpolate(pair[0][1], pair[1][1], opts.interp_steps, per_layer=layers)
     images = torch.cat([model.decode(chunk, opts.resize_outputs) for chunk in frames.split(opts.batch_size)])
-    folder = out / "interpolation" / f"{pair[0][0]}_to_{pair[1][0]}"
+    folder = out / "interpolation" / f"{pair[0][0]}_to_{pair[1][0]}".replace("/", "_")
     save_sequence(to_uint8(images), folder, opts.interp_video, opts.fps)
     log.info("interpolation: %d frames in %s", opts.interp_steps, folder)
 
 
 def run(opts, net: Optional[pSp] = None) -> int:
-    """Encode everything ``opts.input`` names (``opts`` from :class:`EncodeOptions`); returns 0, or 1 when an
-    input failed under ``--on_error fail``. ``net``: an already loaded model instead of ``opts.checkpoint``."""
+    """Encode everything ``opts.input`` names (``opts`` from :class:`EncodeOptions`); returns 0 when every
+    input was encoded, 1 when any failed (``--on_error fail`` stops at the first, ``skip`` encodes the rest)
+    or when nothing was encoded. ``net``: an already loaded model instead of ``opts.checkpoint``."""
     device = pick_device(opts.device)
     net = pSp.from_checkpoint(opts.checkpoint, device=device) if net is None else net
     model = InferenceModel(net, device, opts.dtype, opts.compile)
@@ -148,6 +146,10 @@ def run(opts, net: Optional[pSp] = None) -> int:
     write_summary(summary, out)
     log.info("%d images encoded, %d failed; model %.2f s (%.1f img/s, first batch includes warm-up), wall %.2f s",
              n_done, len(failed), model_s, summary["throughput_img_s"] or 0.0, wall)
+    if failed or not n_done:
+        log.error("%s: %d of %d inputs failed (listed in %s)", opts.input, len(failed), n_done + len(failed),
+                  out / "summary.json")
+        return 1
     return 0
 
 

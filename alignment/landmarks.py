@@ -105,24 +105,6 @@ def annotation_landmarks(image_path: str | os.PathLike) -> Optional[np.ndarray]:
     return None
 
 
-def annotation_masks(image_path: str | os.PathLike) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """(face mask, hair mask) of a render from its side files, each float32 [H, W] in [0, 1] or None.
-
-    Face Synthetics: both from ``<stem>_seg.png`` (its face and hair classes); the ``renders`` layout:
-    ``<stem>_mask.png`` and ``<stem>_hair.png``. A render whose face mask is its alpha channel needs
-    none of these (callers read alpha first).
-    """
-    from render2style.datasets.facesynthetics import masks_from_segmentation, read_class_map
-    from render2style.datasets.renders import read_rgb
-
-    path = Path(image_path)
-    seg = path.with_name(f"{path.stem}_seg.png")
-    if seg.is_file():
-        return masks_from_segmentation(read_class_map(seg))
-    read = lambda p: read_rgb(p).max(axis=2).astype(np.float32) / 255.0 if p.is_file() else None  # noqa: E731
-    return read(path.with_name(f"{path.stem}_mask.png")), read(path.with_name(f"{path.stem}_hair.png"))
-
-
 def _find_entry(data, path: Path) -> Optional[dict]:
     if isinstance(data, dict) and isinstance(data.get("images"), (list, dict)):
         data = data["images"]

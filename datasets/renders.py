@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from render2style.datasets.masks import render_masks
 from render2style.datasets.registry import register_dataset
 from render2style.utils.io import open_image, to_rgb_uint8
 
@@ -60,11 +61,15 @@ class Render:
                       landmarks, self.path)
 
 
+def check_size(path: str | os.PathLike, width: int, height: int) -> None:
+    """Raise ``ValueError`` naming ``path`` when a side is below ``MIN_SIZE`` pixels."""
+    if min(width, height) < MIN_SIZE:
+        raise ValueError(f"{path}: image is {width}x{height}, expected at least {MIN_SIZE} px on each side")
+
+
 def check_render(render: Render) -> None:
     """Raise ``ValueError`` naming the render's file when a side is below ``MIN_SIZE`` or its face mask is empty."""
-    h, w = render.rgb.shape[:2]
-    if min(h, w) < MIN_SIZE:
-        raise ValueError(f"{render.path}: image is {w}x{h}, expected at least {MIN_SIZE} px on each side")
+    check_size(render.path, render.rgb.shape[1], render.rgb.shape[0])
     if not np.any(np.asarray(render.face_mask) > 0):
         raise ValueError(f"{render.path}: the face mask is empty (no pixel > 0); a render needs a face mask "
                          "marking the face (alpha, <id>_mask.png or the segmentation)")
@@ -73,15 +78,6 @@ def check_render(render: Render) -> None:
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Any image file as uint8 ``[H, W, 3]`` (grayscale, palette and 16-bit images converted)."""
     return np.array(to_rgb_uint8(open_image(path), path))  # a writable copy
-
-
-def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
-    """A mask image as float32 ``[H, W]`` in [0, 1]; its size must be ``shape`` (the render's)."""
-    mask = to_rgb_uint8(open_image(path), path).max(axis=2).astype(np.float32) / 255.0
-    if mask.shape != tuple(shape):
-        raise ValueError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, "
-                         f"the render is {shape[1]}x{shape[0]}")
-    return mask
 
 
 def parse_landmarks(points, where: str) -> np.ndarray:
@@ -163,10 +159,10 @@ class RenderSource:
 
 @register_dataset("renders")
 class RenderFolder(RenderSource):
-    """``<id>.png`` RGBA (alpha = face mask), or RGB/any image + ``<id>_mask.png``; optional
-    ``<id>_hair.png`` and ``annotations.json`` ``{id: {"landmarks": [[x, y], ...68], ...}}``."""
+    """``<id>.png`` RGBA (alpha = face mask), or RGB/any image + ``<id>_mask.png`` (masks: ``datasets.masks``);
+    optional ``<id>_hair.png`` and ``annotations.json`` ``{id: {"landmarks": [[x, y], ...68], ...}}``."""
 
-    COMPANIONS = ("_mask", "_hair")
+    COMPANIONS = ("_mask", "_hair", "_seg")
 
     def __init__(self, root: str | os.PathLike, skip_corrupt: bool = False):
         super().__init__(root, skip_corrupt)
@@ -191,16 +187,10 @@ class RenderFolder(RenderSource):
         path, rid = self.paths[index], self.ids[index]
         img = open_image(path)
         rgb = np.array(to_rgb_uint8(img, path))
-        mask_path = path.with_name(f"{rid}_mask.png")
-        if mask_path.is_file():
-            face = read_mask(mask_path, rgb.shape[:2])
-        elif "A" in img.getbands():
-            face = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
-        else:
-            raise ValueError(f"{path}: mode {img.mode} has no alpha and there is no {mask_path.name}; "
+        face, hair = render_masks(path, img)
+        if face is None:
+            raise ValueError(f"{path}: mode {img.mode} has no alpha and there is no {rid}_mask.png or {rid}_seg.png; "
                              f"a render needs a face mask (use the 'images' dataset for plain photos)")
-        hair_path = path.with_name(f"{rid}_hair.png")
-        hair = read_mask(hair_path, rgb.shape[:2]) if hair_path.is_file() else None
         entry = self.annotations.get(rid)
         landmarks = None
         if isinstance(entry, dict) and entry.get("landmarks") is not None:

@@ -58,6 +58,11 @@ def resize(arr: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(arr), (size, size), interpolation=interp)
 
 
+def resize_render(rgb: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 RGB ``[H, W, 3]`` and float mask ``[H, W]`` at the encoder's ``size`` (the mask kept in [0, 1])."""
+    return resize(rgb, size), np.clip(resize(mask.astype(np.float32), size), 0.0, 1.0)
+
+
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 ``[H, W, 3]`` -> float ``[3, H, W]`` in [-1, 1]."""
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
@@ -141,8 +146,7 @@ class EncoderDataset(Dataset):
 
     def _item(self, render: Render) -> dict:
         flip = self.flip_p > 0 and bool(torch.rand(()) < self.flip_p)
-        rgb = resize(render.rgb, self.resolution)
-        mask = np.clip(resize(render.face_mask.astype(np.float32), self.resolution), 0, 1)
+        rgb, mask = resize_render(render.rgb, render.face_mask, self.resolution)
         if flip:
             rgb, mask = rgb[:, ::-1], mask[:, ::-1]
         target, latent = self._target(render.id, flip, rgb)

@@ -1,12 +1,14 @@
 """encode.py's inputs: one image, a folder, a glob or a video, streamed through a prefetching DataLoader.
 
-Every item becomes ``{"name", "image" [C, S, S] float, "error"}``. An unreadable file does not stop
-the loader: its item carries the error message (naming the file) and ``collate`` sets it aside, so
-the caller decides whether to continue or fail.
+Every item becomes ``{"name", "image" [C, S, S] float, "error"}``; ``name`` is the file's path relative
+to the input folder (or the glob's fixed prefix) without its suffix, so ``a/x.png`` and ``b/x.png`` never
+share outputs. An unreadable file does not stop the loader: its item carries the error message (naming
+the file) and ``collate`` sets it aside, so the caller decides whether to continue or fail.
 
-RGBA renders: alpha is the face mask (an annotation, not transparency), so the RGB channels are used
-unchanged; when the encoder takes 4 channels the mask is the 4th (images without alpha get an
-all-ones mask, as a plain photo is "all face").
+The encoder input is built exactly as in training: RGB unchanged (a render's alpha is its face mask, an
+annotation, not transparency) and, for a 4-channel encoder, the face mask from the same place the
+training data reads it (``<id>_mask.png``, a Face Synthetics ``_seg.png``, or alpha); an image with no
+mask at all (a plain photo) is "all face".
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from render2style.datasets.training_dataset import encoder_input, resize
+from render2style.datasets.masks import render_masks
+from render2style.datasets.renders import check_size
+from render2style.datasets.training_dataset import encoder_input, resize_render
 from render2style.utils.io import open_image, to_rgb_uint8
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -51,39 +55,71 @@ def list_images(spec: str, exclude: Sequence[str] = DEFAULT_EXCLUDE) -> list[Pat
     return files
 
 
-def to_input_tensor(rgb: np.ndarray, alpha: Optional[np.ndarray], size: int, input_nc: int) -> torch.Tensor:
-    """uint8 RGB [H, W, 3] (+ uint8 alpha [H, W]) -> encoder input [input_nc, size, size] in [-1, 1].
+def to_input_tensor(rgb: np.ndarray, mask: Optional[np.ndarray], size: int, input_nc: int) -> torch.Tensor:
+    """uint8 RGB [H, W, 3] (+ float face mask [H, W], None: all face) -> encoder input [input_nc, size, size].
 
-    Same resizing and channel convention as training (``render2style.datasets.encoder_input``).
+    The training dataset's resizing and channel convention (``resize_render``, ``encoder_input``).
     """
-    mask = np.ones(rgb.shape[:2], np.float32) if alpha is None else alpha.astype(np.float32) / 255.0
-    return encoder_input(resize(rgb, size), np.clip(resize(mask, size), 0.0, 1.0), input_nc)
+    mask = np.ones(rgb.shape[:2], np.float32) if mask is None else mask
+    return encoder_input(*resize_render(rgb, mask, size), input_nc)
 
 
 def read_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Any image mode -> (uint8 RGB, uint8 alpha or None); ValueError naming the file when unreadable."""
+    """(uint8 RGB, float32 face mask or None) of any image; the mask from where training reads it
+    (``datasets.masks.render_masks``: side files, then alpha). ValueError naming the file when unreadable."""
     img = open_image(path)
-    alpha = np.asarray(img.getchannel("A"), dtype=np.uint8) if img.mode in ("RGBA", "LA", "PA") else None
-    return to_rgb_uint8(img, path), alpha
+    rgb = to_rgb_uint8(img, path)
+    check_size(path, img.width, img.height)
+    return rgb, render_masks(path, img)[0]
+
+
+def input_names(files: Sequence[Path], root: Path) -> list[str]:
+    """Output names: each file's path relative to ``root`` without its suffix (``a/x.png`` -> ``a/x``);
+    ValueError listing the files when two would share a name (``x.png`` and ``x.jpg``)."""
+    names = [f.relative_to(root).with_suffix("").as_posix() for f in files]
+    seen: dict[str, list[Path]] = {}
+    for name, f in zip(names, files):
+        seen.setdefault(name, []).append(f)
+    clashes = {n: fs for n, fs in seen.items() if len(fs) > 1}
+    if clashes:
+        detail = "; ".join(f"{n}: {', '.join(str(f) for f in fs)}" for n, fs in sorted(clashes.items()))
+        raise ValueError(f"inputs under {root} would overwrite each other's outputs ({detail}); "
+                         "rename them or encode them separately")
+    return names
+
+
+def input_root(spec: str) -> Path:
+    """The folder output names are relative to: the folder itself, a file's folder, a glob's fixed prefix."""
+    p = Path(spec)
+    if p.is_dir():
+        return p
+    if p.is_file():
+        return p.parent
+    fixed = []
+    for part in p.parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
 
 
 class ImageInputs(Dataset):
-    """Map-style dataset over image files (parallel, ordered)."""
+    """Map-style dataset over image files (parallel, ordered); item names from :func:`input_names`."""
 
-    def __init__(self, files: Sequence[Path], size: int, input_nc: int = 3):
+    def __init__(self, files: Sequence[Path], size: int, input_nc: int = 3, root: Optional[Path] = None):
         self.files, self.size, self.input_nc = list(files), size, input_nc
+        self.names = input_names(self.files, root) if root is not None else [f.stem for f in self.files]
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        path = self.files[i]
+        path, name = self.files[i], self.names[i]
         try:
-            rgb, alpha = read_image(path)
-            return {"name": path.stem, "image": to_input_tensor(rgb, alpha, self.size, self.input_nc),
-                    "error": None}
+            rgb, mask = read_image(path)
+            return {"name": name, "image": to_input_tensor(rgb, mask, self.size, self.input_nc), "error": None}
         except (ValueError, OSError) as e:
-            return {"name": path.stem, "image": None, "error": str(e)}
+            return {"name": name, "image": None, "error": str(e)}
 
 
 class VideoFrames(IterableDataset):
@@ -147,7 +183,7 @@ def make_loader(spec: str, size: int, input_nc: int, batch_size: int, workers: i
     if is_video(spec):
         dataset, count, workers = VideoFrames(spec, size, input_nc, video_every, max_frames), None, min(workers, 1)
     else:
-        dataset = ImageInputs(list_images(spec, exclude), size, input_nc)
+        dataset = ImageInputs(list_images(spec, exclude), size, input_nc, root=input_root(spec))
         count = len(dataset)
     kwargs = dict(num_workers=workers, prefetch_factor=4, persistent_workers=False) if workers > 0 else {}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,

@@ -148,9 +148,9 @@ def bench_teacher(device: torch.device, n: int, lpips_weights: Optional[str]) ->
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, path in enumerate(make_demo_renders(tmp, n, seed=0, size=64)):
-            rgb, alpha = read_image(Path(path))
+            rgb, face = read_image(Path(path))
             image = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
-            mask = torch.from_numpy(alpha.copy())[None, None].float().div(255).to(device)
+            mask = torch.from_numpy(face)[None, None].to(device)
             t0 = time.perf_counter()
             run_teacher("garbin", G, TeacherInput(image, mask), cfg, perceptual, seed=i)
             synchronize(device)

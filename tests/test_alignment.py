@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from render2style.alignment.ffhq import AlignTransform, align_face, ffhq_quad, points_from_5, points_from_68
-from render2style.alignment.landmarks import annotation_landmarks, annotation_masks
+from render2style.alignment.landmarks import annotation_landmarks
+from render2style.datasets.masks import side_masks
 from render2style.alignment.paste import paste_back, paste_mask
 from render2style.datasets import build_render_source
 from render2style.scripts import align_faces
@@ -142,14 +143,14 @@ def _facesynthetics_frame(folder, stem="000001"):
     return lm
 
 
-def test_annotation_masks_from_facesynthetics_segmentation_and_mask_files(tmp_path):
+def test_side_masks_from_facesynthetics_segmentation_and_mask_files(tmp_path):
     _facesynthetics_frame(tmp_path)
-    face, hair = annotation_masks(tmp_path / "000001.png")
+    face, hair = side_masks(tmp_path / "000001.png")
     assert face[100, 50] == 1 and face[100, 200] == 0 and face[10, 50] == 0 and hair[10, 200] == 1
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "r_mask.png")
-    face, hair = annotation_masks(tmp_path / "r.png")
+    face, hair = side_masks(tmp_path / "r.png")
     assert face.shape == (8, 8) and (face == 1).all() and hair is None
-    assert annotation_masks(tmp_path / "other.png") == (None, None)
+    assert side_masks(tmp_path / "other.png") == (None, None)
 
 
 def test_aligned_facesynthetics_renders_read_as_a_renders_folder(tmp_path):

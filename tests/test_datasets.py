@@ -9,7 +9,7 @@ from PIL import Image
 
 from render2style.datasets import (EncoderDataset, build_render_source, dataset_names, encoder_input,
                                    make_demo_renders, split_ids)
-from render2style.datasets.facesynthetics import FACE_CLASSES, HAIR_CLASSES
+from render2style.datasets.masks import FACE_CLASSES, HAIR_CLASSES
 
 S = 32
 

@@ -103,10 +103,10 @@ def test_bad_inputs_are_reported_by_name_and_skipped_or_fatal(net, tmp_path, cap
     src.mkdir()
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     Image.fromarray((np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 40).astype(np.uint16)).save(src / "depth16.png")
-    Image.fromarray(np.full((30, 50), 128, np.uint8), "L").save(src / "gray.png")
-    Image.fromarray(np.full((30, 30, 3), 50, np.uint8)).convert("P", palette=Image.ADAPTIVE).save(src / "pal.png")
-    with caplog.at_level(logging.ERROR):
-        assert run(net, "--input", src, "--out", tmp_path / "skip") == 0
+    Image.fromarray(np.full((32, 50), 128, np.uint8), "L").save(src / "gray.png")
+    Image.fromarray(np.full((36, 36, 3), 50, np.uint8)).convert("P", palette=Image.ADAPTIVE).save(src / "pal.png")
+    with caplog.at_level(logging.ERROR):  # --on_error skip (the default) encodes the rest, and exits 1
+        assert run(net, "--input", src, "--out", tmp_path / "skip") == 1
     assert any("broken.png" in r.getMessage() for r in caplog.records)
     assert sorted(p.stem for p in (tmp_path / "skip" / "latents").glob("*.npy")) == ["depth16", "gray", "pal"]
     failed = json.loads((tmp_path / "skip" / "summary.json").read_text())["failed"]
@@ -155,7 +155,8 @@ def test_paste_back_puts_faces_into_the_original_renders(net, renders, tmp_path)
     assert run(net, "--input", aligned, "--out", tmp_path / "out", "--paste_back",
                "--transforms", aligned / "transforms") == 0
     pasted = np.asarray(Image.open(tmp_path / "out" / "paste_back" / "demo_00000.png"))
-    original, alpha = read_image(renders / "demo_00000.png")
+    original, mask = read_image(renders / "demo_00000.png")
+    alpha = np.round(mask * 255).astype(np.uint8)
     assert pasted.shape == original.shape
     near_face = cv2.dilate(alpha, np.ones((31, 31), np.uint8)) > 0        # the soft seam spreads a few pixels
     assert np.array_equal(pasted[~near_face], original[~near_face])      # only the face (alpha) is replaced
@@ -166,11 +167,11 @@ def test_rgba_alpha_becomes_the_fourth_channel():
     rgb = np.full((8, 8, 3), 255, np.uint8)
     alpha = np.zeros((8, 8), np.uint8)
     alpha[:4] = 255
-    x = to_input_tensor(rgb, alpha, 8, 4)
+    x = to_input_tensor(rgb, alpha / 255.0, 8, 4)
     assert x.shape == (4, 8, 8) and (x[:3] == 1).all()
     assert (x[3, :4] == 1).all() and (x[3, 4:] == -1).all()
-    assert (to_input_tensor(rgb, None, 8, 4)[3] == 1).all()            # no alpha: all face
-    assert to_input_tensor(rgb, alpha, 4, 3).shape == (3, 4, 4)
+    assert (to_input_tensor(rgb, None, 8, 4)[3] == 1).all()            # no mask at all: a photo, all face
+    assert to_input_tensor(rgb, alpha / 255.0, 4, 3).shape == (3, 4, 4)
 
 
 def test_boolean_options_parse_their_value():

@@ -144,3 +144,110 @@ def test_resumed_target_job_refuses_another_seed_or_flip(tmp_path, restore_job):
         run_job(out, log_path, seed=4)
     with pytest.raises(ValueError, match=r"flip: False there, True now \(--flip\)"):
         run_job(out, log_path, seed=3, flip=True)
+
+
+# --- encode.py: outputs never collide, failures are in the exit status ---------------------------------
+@pytest.fixture(scope="module")
+def net():
+    import torch
+
+    from render2style.encoders.psp import pSp
+    torch.manual_seed(0)
+    return pSp({"stylegan_weights": "demo", "ir_se50_weights": "none", "resolution": 32, "encoder_num_layers": 18,
+                "style_channels": 16}).eval()
+
+
+def encode(net, *args):
+    from render2style.encode import run
+    from render2style.options.encode_options import EncodeOptions
+    return run(EncodeOptions().parse(["--checkpoint", "unused.pt", "--workers", "0", *map(str, args)]), net)
+
+
+def face_png(path, value, mode="RGBA", size=40):
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., :3] = value
+    rgba[8:32, 8:32, 3] = 255
+    Image.fromarray(rgba).convert(mode).save(path)
+
+
+def test_inputs_sharing_a_stem_get_their_own_outputs(net, tmp_path):
+    for sub, value in (("a", 40), ("b", 200)):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        face_png(tmp_path / "in" / sub / "x.png", value)
+    assert encode(net, "--input", tmp_path / "in" / "*" / "x.png", "--out", tmp_path / "out") == 0
+    a, b = (np.asarray(Image.open(tmp_path / "out" / "images" / s / "x.png")) for s in "ab")
+    assert not np.array_equal(a, b)
+    assert {p.relative_to(tmp_path / "out" / "latents").as_posix() for p in (tmp_path / "out").rglob("*.npy")} == {
+        "a/x.npy", "b/x.npy"}
+
+
+def test_inputs_that_would_share_outputs_are_refused_by_name(net, tmp_path):
+    (tmp_path / "in").mkdir()
+    face_png(tmp_path / "in" / "x.png", 40)
+    face_png(tmp_path / "in" / "x.bmp", 40)
+    with pytest.raises(ValueError, match=r"x: .*x\.bmp, .*x\.png"):
+        encode(net, "--input", tmp_path / "in", "--out", tmp_path / "out")
+
+
+def test_encode_exits_1_when_any_or_every_input_failed(net, tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes(b"not a png")
+    assert encode(net, "--input", tmp_path / "bad", "--out", tmp_path / "o1") == 1
+    face_png(tmp_path / "bad" / "good.png", 40)
+    assert encode(net, "--input", tmp_path / "bad", "--out", tmp_path / "o2", "--on_error", "skip") == 1
+    assert (tmp_path / "o2" / "latents" / "good.npy").is_file()  # skip still encodes the rest
+
+
+# --- the same encoder input at training and at inference -------------------------------------------
+def _layout(folder, kind):
+    """One render (id 000001) in the layout ``kind``, with a face mask that is not all ones."""
+    folder.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    mask = np.zeros((48, 48), np.uint8)
+    mask[10:40, 12:36] = 255
+    if kind == "rgba":
+        Image.fromarray(np.dstack([rgb, mask])).save(folder / "000001.png")
+    elif kind == "mask_file":
+        Image.fromarray(rgb).save(folder / "000001.png")
+        Image.fromarray(mask).save(folder / "000001_mask.png")
+    else:  # Face Synthetics: class 1 (skin) inside, 0 (background) outside
+        Image.fromarray(rgb).save(folder / "000001.png")
+        Image.fromarray((mask > 0).astype(np.uint8)).save(folder / "000001_seg.png")
+    return folder
+
+
+@pytest.mark.parametrize("kind,dataset", [("rgba", "renders"), ("mask_file", "renders"),
+                                          ("segmentation", "facesynthetics")])
+def test_training_and_inference_build_the_same_4_channel_input(tmp_path, kind, dataset):
+    from render2style.datasets import EncoderDataset, build_render_source
+    from render2style.inference.inputs import ImageInputs, list_images
+    folder = _layout(tmp_path / kind, kind)
+    train = EncoderDataset(build_render_source(dataset, folder), None, "test", test_fraction=1.0, resolution=32,
+                           input_nc=4, n_latent=N_LATENT)[0]["input"]
+    infer = ImageInputs(list_images(str(folder)), 32, input_nc=4)[0]["image"]
+    assert (train[3] < 0).any()  # the mask channel carries a real mask
+    assert infer.shape == train.shape and np.array_equal(infer.numpy(), train.numpy())
+
+
+# --- masks from the right place; too-small images --------------------------------------------------
+def test_a_palette_render_without_transparency_needs_a_mask_file(tmp_path):
+    from render2style.datasets import build_render_source
+    face_png(tmp_path / "r.png", 90, mode="RGB")
+    Image.open(tmp_path / "r.png").convert("P", palette=Image.ADAPTIVE).save(tmp_path / "r.png")
+    with pytest.raises(ValueError, match=r"r\.png: mode RGB has no alpha and there is no r_mask\.png"):
+        build_render_source("renders", tmp_path)[0]
+
+
+def test_a_palette_render_with_transparency_uses_it_as_the_mask(tmp_path):
+    from render2style.datasets import build_render_source
+    face_png(tmp_path / "r.png", 90)
+    Image.open(tmp_path / "r.png").convert("P", palette=Image.ADAPTIVE).save(tmp_path / "r.png", transparency=0)
+    face = build_render_source("renders", tmp_path)[0].face_mask
+    assert 0 < face.mean() < 1
+
+
+def test_images_below_the_minimum_size_are_refused_by_name(tmp_path):
+    from render2style.datasets import build_render_source
+    face_png(tmp_path / "tiny.png", 90, size=1)
+    with pytest.raises(ValueError, match=r"tiny\.png: image is 1x1, expected at least 32 px"):
+        build_render_source("renders", tmp_path)[0]

@@ -116,14 +116,17 @@ def atomic_save_image(image: Image.Image, path: str | os.PathLike) -> None:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image; raise ``ValueError`` naming the file when it is unreadable."""
+    """Open and fully decode an image (a palette image as RGBA when it has transparency, else RGB); raise
+    ``ValueError`` naming the file when it is unreadable."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
         with Image.open(path) as img:
             img.load()
-            return img.copy() if img.mode != "P" else img.convert("RGBA")
+            if img.mode == "P":  # a palette's alpha only when it declares transparency
+                return img.convert("RGBA" if "transparency" in img.info else "RGB")
+            return img.copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not a readable image ({e})") from e
 
