@@ -8,7 +8,8 @@ distribution's, written once in ``pyproject.toml``.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from render2style import __version__
 
@@ -58,14 +59,14 @@ def exit_status(result: Any) -> int:
     return result if isinstance(result, int) else 0
 
 
-def generate_targets(argv: Optional[Sequence[str]] = None) -> int:
+def generate_targets(argv: Sequence[str] | None = None) -> int:
     """``r2s-generate-targets``: ``main()`` returns its summary (tests and callers use it); exit 0."""
     from render2style.scripts.generate_targets import main
 
     return exit_status(main(argv))
 
 
-def fit_control_vectors(argv: Optional[Sequence[str]] = None) -> int:
+def fit_control_vectors(argv: Sequence[str] | None = None) -> int:
     """``r2s-fit-control-vectors``: ``main()`` returns what it fitted; exit 0."""
     from render2style.scripts.fit_control_vectors import main
 
@@ -79,7 +80,7 @@ BENCHMARK_TEACHER_EXAMPLES = (
 )
 
 
-def benchmark_teacher(argv: Optional[Sequence[str]] = None) -> int:
+def benchmark_teacher(argv: Sequence[str] | None = None) -> int:
     """``r2s-benchmark-teacher``: its module's parser with ``--version`` and examples added here (the module
     returns its rows and does not add them itself yet); the module parses ``argv`` again and runs."""
     from render2style.scripts import benchmark_teacher as tool

@@ -29,10 +29,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from render2style.cli import add_tool_info
 from render2style.encoders.psp import DEFAULT_OPTS, pSp
 from render2style.encoders.psp_encoders import build_encoder
 from render2style.inference.engine import InferenceModel, pick_device, synchronize
-from render2style.cli import add_tool_info
 from render2style.options.train_options import DEMO_DEFAULTS
 from render2style.stylegan2 import Generator
 from render2style.utils.io import atomic_write_json, atomic_write_text

@@ -39,7 +39,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     add_tool_info(p, "r2s-evaluate", "render2style.scripts.evaluate", [
         "r2s-evaluate --outputs results/ --references renders/ --out eval/ --lpips_weights alexnet.pth \\\n"
         "--id_weights w600k_mbf.onnx",
-        "r2s-evaluate --outputs results/ --targets targets/ --out eval_gap/      # amortization gap: encoder vs teacher"])
+        "r2s-evaluate --outputs results/ --targets targets/ --out eval_gap/   # amortization gap: encoder vs teacher"])
     p.add_argument("--outputs", required=True, help="encode.py output folder or a folder of images")
     ref = p.add_mutually_exclusive_group(required=True)
     ref.add_argument("--references", help="folder of reference images (renders, photos)")
