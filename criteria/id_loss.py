@@ -123,7 +123,8 @@ class IDLoss(nn.Module):
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """y_hat: output, y: target, x: input (only its RGB channels are used).
-        Returns (loss, {'loss_id', 'id_improve' = mean(cos(y_hat, y) - cos(y, x))})."""
+        Returns (loss, {'loss_id', 'id_improve' = mean(cos(y_hat, y) - cos(y, x))}), the logs as detached
+        0-dim tensors (no host sync in the training step)."""
         feats_hat = self.encoder(y_hat)
         with torch.no_grad():
             feats_y = self.encoder(y)
@@ -132,4 +133,4 @@ class IDLoss(nn.Module):
         sim_views = (feats_y * feats_x).sum(dim=1)
         loss = (1.0 - sim_target).mean()
         improve = (sim_target.detach() - sim_views).mean()
-        return loss, {"loss_id": loss.item(), "id_improve": improve.item()}
+        return loss, {"loss_id": loss.detach(), "id_improve": improve}

@@ -251,3 +251,63 @@ def test_images_below_the_minimum_size_are_refused_by_name(tmp_path):
     face_png(tmp_path / "tiny.png", 90, size=1)
     with pytest.raises(ValueError, match=r"tiny\.png: image is 1x1, expected at least 32 px"):
         build_render_source("renders", tmp_path)[0]
+
+
+# --- finite or nothing: gradients checked after backward, weights checked before a save ---------------
+def _nan_grads_at(net, steps):
+    """Make the first encoder parameter's gradient NaN at the given (1-based) backward calls."""
+    import torch
+    calls = []
+    param = next(net.encoder.parameters())
+    param.register_hook(lambda g: (calls.append(1), g * float("nan") if len(calls) in steps else g)[1])
+    return calls
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_skips_the_update(tmp_path):
+    import torch
+    from test_training import TinyPSp, ToyItems, toy_opts
+
+    from render2style.training import Trainer
+    net = TinyPSp()
+    _nan_grads_at(net, {3})
+    trainer = Trainer(toy_opts(tmp_path, "--max_steps", "2", "--val_interval", "100"), net=net,
+                      datasets=(ToyItems(20), ToyItems(5, 1)))
+    trainer.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trainer.opts.max_steps = 3
+    trainer.train()
+    assert trainer.skipped_steps == 1 and trainer.step == 3
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # step 3 changed nothing
+    trainer.opts.max_steps = 6
+    history = trainer.train()
+    assert all(np.isfinite(h["loss"]) for h in history)
+    ckpt = torch.load(tmp_path / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
+    assert ckpt["resume"]["skipped_steps"] == 1
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_non_finite_gradients_every_step_stop_with_the_step_numbers(tmp_path, monkeypatch):
+    from test_training import TinyPSp, ToyItems, toy_opts
+
+    from render2style.training import NonFiniteLossError, Trainer, trainer as trainer_module
+    monkeypatch.setattr(trainer_module, "MAX_SKIPPED_STEPS", 3)
+    net = TinyPSp()
+    _nan_grads_at(net, set(range(1, 100)))
+    trainer = Trainer(toy_opts(tmp_path, "--max_steps", "10", "--save_interval", "1", "--val_interval", "100"),
+                      net=net, datasets=(ToyItems(20), ToyItems(5, 1)))
+    with pytest.raises(NonFiniteLossError, match="3 steps in a row \\(steps 1-3"):
+        trainer.train()
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    import torch
+    from test_training import TinyPSp, ToyItems, toy_opts
+
+    from render2style.training import NonFiniteLossError, Trainer
+    net = TinyPSp()
+    trainer = Trainer(toy_opts(tmp_path), net=net, datasets=(ToyItems(20), ToyItems(5, 1)))
+    with torch.no_grad():
+        net.decoder.weight[0, 0] = float("inf")
+    with pytest.raises(NonFiniteLossError, match="latest.pt: not written, the weights are not finite"):
+        trainer.save("latest.pt")
+    assert not (tmp_path / "checkpoints" / "latest.pt").exists()

@@ -186,9 +186,9 @@ def test_trainer_passes_the_teacher_image_to_the_loss(tmp_path):
     seen = []
 
     class Spy(EncoderObjective):
-        def forward(self, y_hat, latents, batch, latent_avg):
+        def terms(self, y_hat, latents, batch, latent_avg):
             seen.append((batch["input"].clone(), batch["target"].clone(), batch["id"]))
-            return super().forward(y_hat, latents, batch, latent_avg)
+            return super().terms(y_hat, latents, batch, latent_avg)
 
     opts = toy_opts(tmp_path, "--max_steps", "1")
     data = ToyItems(20, 0)
@@ -273,14 +273,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     class NaNAtStep4(EncoderObjective):
         calls = 0
 
-        def forward(self, y_hat, latents, batch, latent_avg):
-            loss, logs = super().forward(y_hat, latents, batch, latent_avg)
-            if y_hat.requires_grad:  # training calls only
-                NaNAtStep4.calls += 1
-                if NaNAtStep4.calls == 4:
-                    loss = loss * float("nan")
-                    logs["loss"] = math.nan
-            return loss, logs
+        def terms(self, y_hat, latents, batch, latent_avg):
+            loss, values = super().terms(y_hat, latents, batch, latent_avg)
+            NaNAtStep4.calls += 1  # training calls only: validation calls forward
+            if NaNAtStep4.calls == 4:
+                loss, values = loss * float("nan"), values * float("nan")
+            return loss, values
 
     opts = toy_opts(tmp_path, "--max_steps", "10", "--val_interval", "100")
     trainer = Trainer(opts, net=TinyPSp(), datasets=(ToyItems(20), ToyItems(5, 1)), objective=NaNAtStep4(opts))

@@ -56,9 +56,10 @@ class EncoderObjective(nn.Module):
         if self.id_loss is not None:
             self.names.append("id_improve")
 
-    def forward(self, y_hat: torch.Tensor, latents: torch.Tensor, batch: dict[str, Any],
-                latent_avg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss (scalar tensor) and the terms as floats; keys are ``self.names``."""
+    def terms(self, y_hat: torch.Tensor, latents: torch.Tensor, batch: dict[str, Any],
+              latent_avg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Total loss (scalar tensor) and the detached values of ``self.names`` as one float tensor on the
+        device: no host sync, so the trainer fetches them together with its gradient check."""
         target = batch["target"].to(y_hat.device, y_hat.dtype)
         y_hat = resize_image(y_hat, target.shape[-1])
         mask = batch["mask"].to(y_hat.device) if self.mask_losses else None
@@ -67,10 +68,11 @@ class EncoderObjective(nn.Module):
             terms["l2"] = masked_mse(y_hat, target, mask)
         if self.lpips is not None:
             terms["lpips"] = self.lpips(y_hat, target, mask)
-        id_logs = {}
+        extra = []
         if self.id_loss is not None:
             x = batch["input"][:, :3].to(y_hat.device, y_hat.dtype)
             terms["id"], id_logs = self.id_loss(y_hat, target, x)
+            extra.append(id_logs["id_improve"])
         if self.latent is not None:
             w_star = batch["latent"].to(latents.device, latents.dtype)
             valid = batch["has_latent"].to(latents.device).bool()
@@ -78,9 +80,11 @@ class EncoderObjective(nn.Module):
         if self.w_norm is not None:
             terms["w_norm"] = self.w_norm(latents, latent_avg)
         loss = sum(self.lambdas[k] * v for k, v in terms.items())
-        # One device-to-host transfer for all terms (the trainer's NaN guard needs the values every step).
-        values = torch.stack([loss.detach().float(), *(v.detach().float() for v in terms.values())]).tolist()
-        logs = dict(zip(["loss"] + [f"loss_{k}" for k in terms], values))
-        if "id_improve" in id_logs:
-            logs["id_improve"] = float(id_logs["id_improve"])
-        return loss, logs
+        values = torch.stack([v.detach().float().reshape(()) for v in (loss, *terms.values(), *extra)])
+        return loss, values
+
+    def forward(self, y_hat: torch.Tensor, latents: torch.Tensor, batch: dict[str, Any],
+                latent_avg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and the terms as floats (one device-to-host transfer); keys are ``self.names``."""
+        loss, values = self.terms(y_hat, latents, batch, latent_avg)
+        return loss, dict(zip(self.names, values.tolist()))

@@ -47,8 +47,21 @@ ARCHITECTURE_OPTS = ("encoder_type", "encoder_num_layers", "input_nc", "resoluti
                      "output_size", "learn_in_w")
 
 
+#: steps in a row with non-finite gradients (and a finite loss) after which training stops; fp16's
+#: GradScaler needs a few such steps to lower its scale, many mean the model or the data is broken
+MAX_SKIPPED_STEPS = 20
+
+
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or Inf; the trainer stopped without saving the bad state."""
+    """The loss, the gradients or the weights became NaN or Inf; the trainer stopped without saving the bad state."""
+
+
+def all_finite(tensors) -> torch.Tensor:
+    """Device bool: every floating-point tensor is finite (one fused norm per tensor, no host sync)."""
+    tensors = [t for t in tensors if t is not None and t.is_floating_point()]
+    if not tensors:
+        return torch.tensor(True)
+    return torch.stack([n.float() for n in torch._foreach_norm(tensors)]).isfinite().all()
 
 
 def seed_everything(seed: int) -> None:
@@ -101,8 +114,8 @@ class Trainer:
         self.net = (net if net is not None else build_model(opts)).to(self.device)
         self.objective = (objective if objective is not None else EncoderObjective(opts, self.device)).to(self.device)
         self.net.decoder.requires_grad_(bool(opts.train_decoder))
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(opts, params)
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(opts, self.params)
         self.amp_dtype = AMP_DTYPES.get(opts.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=opts.amp == "fp16")
         self.model = self._wrap_ddp(self.net)
@@ -111,6 +124,7 @@ class Trainer:
         self._make_loaders(train_set, test_set)
 
         self.step = self.epoch = self.batch_in_epoch = 0
+        self.skipped_steps = self._skipped_in_a_row = 0  # updates skipped for non-finite gradients
         self.best_val_loss: Optional[float] = None
         self.history: list[dict[str, float]] = []  # per-step training logs of this rank
         self._since_board: list[dict[str, float]] = []  # logs of the steps not yet written to the board
@@ -182,6 +196,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best_val_loss = state.get("best_val_loss")
+        self.skipped_steps = state.get("skipped_steps", 0)
         ckpt_io.set_rng_state(state["rng"])
         if self.env.is_main:
             log.info("resumed %s at step %d (epoch %d, batch %d); best val loss %s", path, self.step, self.epoch,
@@ -227,16 +242,40 @@ class Trainer:
         return y_hat.float(), latents.float()
 
     def train_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """One optimizer update; raises ``NonFiniteLossError`` (on every rank) before touching the weights."""
+        """One optimizer update. A non-finite loss raises ``NonFiniteLossError`` (on every rank) before the
+        weights change; non-finite gradients with a finite loss skip the update and count it (fp16
+        GradScaler semantics), and stop training after ``MAX_SKIPPED_STEPS`` in a row."""
         self.optimizer.zero_grad(set_to_none=True)
         y_hat, latents = self._forward(batch)
-        loss, logs = self.objective(y_hat, latents, batch, self.net.latent_avg)
+        loss, values = self.objective.terms(y_hat, latents, batch, self.net.latent_avg)
+        self.scaler.scale(loss).backward()
+        grads_ok = all_finite([p.grad for p in self.params]).to(values)
+        *host, grads_ok = torch.cat([values, grads_ok[None]]).tolist()  # the step's one host sync
+        logs = dict(zip(self.objective.names, host))
         if broadcast_flag(not math.isfinite(logs["loss"]), self.env):
             self._stop_non_finite(logs)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if grads_ok or self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)  # fp16: the scaler itself skips an update with inf/NaN gradients
+            self.scaler.update()
+        if grads_ok:  # identical on every rank: DDP has averaged the gradients
+            self._skipped_in_a_row = 0
+        else:
+            self._skip_update(logs)
         return y_hat.detach(), logs
+
+    def _skip_update(self, logs: dict[str, float]) -> None:
+        self.skipped_steps += 1
+        self._skipped_in_a_row += 1
+        step = self.step + 1
+        if self._skipped_in_a_row >= MAX_SKIPPED_STEPS:
+            raise NonFiniteLossError(
+                f"non-finite gradients at {MAX_SKIPPED_STEPS} steps in a row (steps "
+                f"{step - MAX_SKIPPED_STEPS + 1}-{step}, loss {logs['loss']:.4g}); stopped without saving this state. "
+                "Try a lower --learning_rate, --amp bf16 or none, or check the data of these steps.")
+        if self.env.is_main:
+            log.log(logging.INFO if self.scaler.is_enabled() else logging.WARNING,
+                    "step %d: non-finite gradients with a finite loss (%.4g): update skipped (%d skipped so far)",
+                    step, logs["loss"], self.skipped_steps)
 
     def _stop_non_finite(self, logs: dict[str, float]) -> None:
         latest = self.ckpt_dir / ckpt_io.LATEST
@@ -326,15 +365,19 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "best_val_loss": self.best_val_loss, "world_size": self.env.world_size,
-            "rng": ckpt_io.rng_state(),
+            "skipped_steps": self.skipped_steps, "rng": ckpt_io.rng_state(),
         }
 
     def save(self, name: str, with_resume: bool = True) -> Optional[Path]:
         """Rank 0 writes ``checkpoints/<name>`` atomically: pSp layout + ``step`` and ``best_val_loss``,
-        + the resume state (optimizer, RNG, ...) when ``with_resume`` (``best_model.pt`` has none)."""
+        + the resume state (optimizer, RNG, ...) when ``with_resume`` (``best_model.pt`` has none).
+        Non-finite weights are never written (``NonFiniteLossError``)."""
         if not self.env.is_main:
             return None
         model_dict = self.net.checkpoint_dict()
+        if not bool(all_finite(model_dict["state_dict"].values())):
+            raise NonFiniteLossError(f"{self.ckpt_dir / name}: not written, the weights are not finite at step "
+                                     f"{self.step}")
         model_dict["opts"] = {**opts_to_dict(self.opts), **opts_to_dict(model_dict.get("opts") or {})}
         model_dict.update(step=self.step, best_val_loss=self.best_val_loss)
         path = self.ckpt_dir / name
