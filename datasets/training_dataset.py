@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import cv2
 import numpy as np
@@ -84,12 +84,13 @@ class EncoderDataset(Dataset):
     ``transform`` is an albumentations-style callable ``transform(image=uint8) -> {"image": ...}``
     applied to the input only; ``"default"`` means ``photometric_augmentations()``, ``None`` none.
     ``n_latent`` is read from the targets when omitted; it must be given when there are none.
+    ``exclude``: ids left out (the unusable renders ``screen_renders`` found).
     """
 
     def __init__(self, source, targets_dir: str | os.PathLike | None = None, split: str = "train",
                  test_fraction: float = 0.1, resolution: int = 256, input_nc: int = 3,
                  transform: Callable | str | None = "default", flip_p: float = 0.5,
-                 skip_corrupt: bool = False, n_latent: int | None = None):
+                 skip_corrupt: bool = False, n_latent: int | None = None, exclude: Collection[str] = ()):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if input_nc not in (3, 4):
@@ -109,8 +110,9 @@ class EncoderDataset(Dataset):
         self.n_latent = self.targets.n_latent if self.targets is not None else n_latent
         if self.n_latent is None:
             raise ValueError("n_latent is unknown: pass n_latent (the generator's) when there are no targets")
-        train_ids, test_ids = split_ids(list(source.ids), test_fraction)
-        self.ids = train_ids if self.train else test_ids
+        train_ids, test_ids = split_ids(list(source.ids), test_fraction)  # splits do not depend on ``exclude``
+        excluded = set(exclude)
+        self.ids = [r for r in (train_ids if self.train else test_ids) if r not in excluded]
         position = {rid: i for i, rid in enumerate(source.ids)}
         self.positions = [position[r] for r in self.ids]
         self._log_summary(split)
@@ -142,7 +144,8 @@ class EncoderDataset(Dataset):
                 self.n_skipped += 1
                 log.warning("skipping unreadable item %s (%s); %d skipped so far in this process",
                             self.ids[i], e, self.n_skipped)
-        raise RuntimeError(f"all {len(self)} items of the dataset are unreadable")
+        raise ValueError(f"{getattr(self.source, 'root', 'the render source')}: all {len(self)} items of the "
+                         f"{'train' if self.train else 'test'} split are unreadable")
 
     def _item(self, render: Render) -> dict:
         flip = self.flip_p > 0 and bool(torch.rand(()) < self.flip_p)

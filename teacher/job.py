@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from render2style.datasets.renders import check_render
+from render2style.datasets.screening import screen_renders
 from render2style.teacher import TeacherConfig, TeacherInput, run_teacher
 from render2style.teacher.priors import resolve_priors
 from render2style.utils.claims import claim
@@ -272,8 +273,7 @@ def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perce
             device) -> tuple[np.ndarray, Image.Image, dict[str, Any]]:
     """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row)."""
     t0 = time.perf_counter()
-    result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"],
-                         render_id=cached.id, flip=render is not cached)
+    result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"])
     w_plus = result.w_plus.detach().float().cpu().numpy()
     if w_plus.shape != (G.n_latent, G.style_dim):
         raise RuntimeError(f"teacher returned W+ of shape {w_plus.shape}, expected ({G.n_latent}, {G.style_dim})")
@@ -313,11 +313,13 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
     log.info("shard %d/%d: %d items, %d already finished, %d to do (%s, out %s)", shard[0], shard[1],
              len(units), stats["already_done"], len(todo), method, out)
 
+    usable = set(screen_renders(source, sorted({u[0] for u in todo}), skip_corrupt))  # before any compute
+    corrupt = {u[0] for u in todo} - usable
     t_job = time.perf_counter()
     if todo:
         cfg = resolve_priors(G, cfg, device, seed)  # centroids etc. once, not per item
     index = {x: k for k, x in enumerate(source.ids)}
-    cached, corrupt = None, set()
+    cached = None
     for render_id, flipped, item_id in tqdm(todo, desc=f"targets {shard[0]}/{shard[1]}", unit="img",
                                             disable=not progress, dynamic_ncols=True):
         if render_id in corrupt:
@@ -328,15 +330,8 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
                 continue
             clear_item(out, item_id)  # leftovers of a process that died holding this item
             if cached is None or cached.id != render_id:
-                try:
-                    cached = source[index[render_id]]
-                    check_render(cached)
-                except (ValueError, OSError) as e:
-                    if not skip_corrupt:
-                        raise ValueError(f"render {render_id!r}: {e} (use --skip_corrupt to skip bad renders)") from e
-                    log.warning("skipping corrupt render %r: %s", render_id, e)
-                    corrupt.add(render_id)
-                    continue
+                cached = source[index[render_id]]
+                check_render(cached)
             render = flip_render(cached) if flipped else cached
             write_target(out, item_id, *_target(G, render, cached, cfg, config, perceptual, shard, device))
         stats["done"] += 1

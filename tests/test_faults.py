@@ -311,3 +311,47 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     with pytest.raises(NonFiniteLossError, match="latest.pt: not written, the weights are not finite"):
         trainer.save("latest.pt")
     assert not (tmp_path / "checkpoints" / "latest.pt").exists()
+
+
+# --- bad data found at start-up, before any compute --------------------------------------------------
+def _render_folder(folder, n=4, empty=(), broken=()):
+    folder.mkdir()
+    for k in range(n):
+        path = folder / f"r{k:03d}.png"
+        if k in broken:
+            path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        else:
+            face_png(path, 30 * k)
+            if k in empty:
+                rgba = np.asarray(Image.open(path)).copy()
+                rgba[..., 3] = 0
+                Image.fromarray(rgba).save(path)
+    return folder
+
+
+def test_an_unreadable_render_stops_training_before_the_first_step_naming_it(tmp_path):
+    from render2style.options.train_options import TrainOptions
+    from render2style.training.trainer import build_datasets
+    renders = _render_folder(tmp_path / "renders", n=6, broken={2})
+    opts = TrainOptions().parse(["--renders", str(renders), "--exp_dir", str(tmp_path / "exp"), "--resolution", "32"])
+    with pytest.raises(ValueError, match=r"1 of 6 renders are unusable \(r002: .*r002\.png: not a readable image"):
+        build_datasets(opts, N_LATENT)
+    opts.skip_corrupt = True
+    train, test = build_datasets(opts, N_LATENT)
+    assert sorted(train.ids + test.ids) == ["r000", "r001", "r003", "r004", "r005"]
+
+
+def test_an_empty_face_mask_is_named_and_skippable_in_a_target_job(tmp_path, restore_job):
+    from render2style.datasets import build_render_source
+    source = build_render_source("renders", _render_folder(tmp_path / "renders", empty={1}))
+    out, log_path = tmp_path / "t", tmp_path / "calls.log"
+    target, save_image = fake_target(log_path)
+    job._target, job.resolve_priors = target, lambda G, cfg, device, seed: cfg
+
+    def run(**kw):
+        return job.generate_targets(source, out, FAKE_G, TeacherConfig.demo(), "garbin", False, progress=False, **kw)
+    with pytest.raises(ValueError, match=r"r001\.png: the face mask is empty.*--skip_corrupt"):
+        run()
+    assert computed(log_path) == []  # nothing was spent before the error
+    stats = run(skip_corrupt=True)
+    assert stats["skipped_corrupt"] == 1 and finished_ids(out) == ["r000", "r002", "r003"]

@@ -62,7 +62,7 @@ class FakeTeacher:
     def __init__(self, fail_at=None):
         self.calls, self.inputs, self.fail_at = 0, [], fail_at
 
-    def __call__(self, method, G, inp, cfg, perceptual, seed=0):
+    def __call__(self, method, G, inp, cfg, perceptual, seed=0, **stream):  # stream: render_id, flip
         self.calls += 1
         if self.calls == self.fail_at:
             raise KeyboardInterrupt("killed")

@@ -76,11 +76,14 @@ def build_model(opts: argparse.Namespace) -> nn.Module:
 
 
 def build_datasets(opts: argparse.Namespace, n_latent: int) -> tuple[Dataset, Dataset]:
-    """Train and test splits of ``opts.dataset_type`` read from ``opts.renders`` (+ ``opts.targets``)."""
+    """Train and test splits of ``opts.dataset_type`` read from ``opts.renders`` (+ ``opts.targets``); every
+    render is checked first (``screen_renders``): bad ones stop here, or are left out with ``--skip_corrupt``."""
     from render2style.datasets import EncoderDataset, build_render_source
+    from render2style.datasets.screening import screen_renders
     source = build_render_source(opts.dataset_type, opts.renders, skip_corrupt=opts.skip_corrupt)
+    usable = set(screen_renders(source, skip_corrupt=opts.skip_corrupt))  # before any compute
     common = dict(resolution=opts.resolution, input_nc=opts.input_nc, skip_corrupt=opts.skip_corrupt,
-                  n_latent=n_latent)
+                  n_latent=n_latent, exclude={r for r in source.ids if r not in usable})
     train = EncoderDataset(source, opts.targets, "train", flip_p=opts.flip_p, **common)
     test = EncoderDataset(source, opts.targets, "test", flip_p=0.0, **common)
     return train, test
