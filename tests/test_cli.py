@@ -52,7 +52,8 @@ def test_every_tool_under_scripts_has_a_console_script_named_for_it():
     tools = [p.stem for p in (ROOT / "scripts").glob("*.py") if "\ndef main(" in p.read_text()]
     assert tools, "no tools found under scripts/"
     missing = [t for t in tools if "r2s-" + t.replace("_", "-") not in SCRIPTS]
-    assert not missing, f"scripts without a console script in pyproject.toml: {missing}"
+    assert not missing, (f"scripts without a console script: {missing}; add r2s-<name> to [project.scripts] in "
+                         "pyproject.toml (a main() that returns no exit code goes through cli.exit_status)")
 
 
 def test_installed_metadata_matches_pyproject():
