@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from render2style.teacher import PerceptualNets, TeacherConfig, resolve_priors, run_teacher
+from render2style.teacher import METHODS, PerceptualNets, TeacherConfig, resolve_priors, run_teacher
 from render2style.teacher.job import teacher_input
 from render2style.utils.io import atomic_write_text
 
@@ -36,7 +36,7 @@ COLUMNS = ("config", "device", "generator", "perceptual", "method", "seeds", *ST
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", help="comma-separated: demo,paper (default: demo, plus paper when CUDA exists)")
-    p.add_argument("--method", choices=("garbin", "image2stylegan", "projector"), default="garbin")
+    p.add_argument("--method", choices=METHODS, default="garbin")
     p.add_argument("--device", default="cuda", help="device of the paper configuration")
     p.add_argument("--cpu_threads", type=int, default=2, help="torch threads of the demo configuration")
     p.add_argument("--lpips_weights", help="LPIPS backbone weights (real perceptual terms)")

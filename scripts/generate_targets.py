@@ -5,22 +5,20 @@ Resumable (rerun the same command), shardable (``--shard i/n``; under torchrun e
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
 from render2style.cli import add_tool_info
-from render2style.teacher import PerceptualNets, TeacherConfig
+from render2style.teacher import METHODS, PerceptualNets, TeacherConfig
 from render2style.teacher.control_vectors import load_vectors
 from render2style.teacher.job import generate_targets, parse_shard
 
 log = logging.getLogger(__name__)
 
-METHODS = ("garbin", "image2stylegan", "projector")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,31 +67,10 @@ def default_device() -> str:
     return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> TeacherConfig changes, each value parsed as its field's type."""
-    defaults = TeacherConfig()
-    fields = {f.name for f in dataclasses.fields(TeacherConfig)}
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a TeacherConfig field")
-        current = getattr(defaults, key)
-        if isinstance(current, bool):
-            out[key] = value.lower() in ("1", "true", "yes")
-        elif isinstance(current, tuple):
-            out[key] = tuple(type(current[0])(v) for v in value.split(","))
-        elif isinstance(current, (int, float)):
-            out[key] = type(current)(value)
-        else:
-            out[key] = None if value.lower() == "none" else value
-    return out
-
-
 def build_config(args, G) -> TeacherConfig:
     preset = args.preset or ("demo" if args.stylegan_weights is None else "paper")
     cfg = TeacherConfig.demo() if preset == "demo" else TeacherConfig()
-    changes = parse_overrides(args.overrides)
+    changes = TeacherConfig.parse_overrides(args.overrides)
     if args.seeds is not None:
         changes["n_seeds"] = args.seeds
     if args.steps is not None:

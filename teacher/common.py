@@ -1,6 +1,7 @@
 """Small shared pieces of the teacher steps: synthesis under autocast, per-seed RNGs, step timing."""
 from __future__ import annotations
 
+import hashlib
 import time
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
@@ -17,23 +18,37 @@ def synthesize(G, w_plus: torch.Tensor, amp: bool = True,
         return G.synthesis(w_plus, noise_mode="const", noise=noise).float()
 
 
-def seed_generators(seed: int, n: int, offset: int = 0) -> list[torch.Generator]:
-    """Independent CPU generators for seed indices ``offset .. offset + n - 1`` of base ``seed``."""
+def stream_key(render_id: str = "", flip: bool = False) -> tuple[int, int]:
+    """The part of every random stream that identifies one render: (64-bit hash of its id, flip)."""
+    digest = hashlib.sha256(render_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little"), int(flip)
+
+
+def seed_generators(seed: int, n: int, offset: int = 0, key: Sequence[int] = (),
+                    device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """Independent generators on ``device`` for seed indices ``offset .. offset + n - 1`` of base ``seed``
+    and the render ``key`` (:func:`stream_key`): every (seed, render, flip, index) has its own stream.
+    Streams are reproducible per device type (CPU and CUDA generators differ)."""
     gens = []
     for i in range(offset, offset + n):
-        state = int(np.random.SeedSequence([seed, i]).generate_state(1, dtype=np.uint64)[0] >> 1)
-        gens.append(torch.Generator().manual_seed(state))
+        state = int(np.random.SeedSequence([seed, *key, i]).generate_state(1, dtype=np.uint64)[0] >> 1)
+        gens.append(torch.Generator(device=device).manual_seed(state))
     return gens
 
 
-def randn(gens: Sequence[torch.Generator], *shape: int, device=None) -> torch.Tensor:
-    """``[len(gens), *shape]`` standard normal draws, one generator per leading index (CPU, then moved)."""
-    return torch.stack([torch.randn(*shape, generator=g) for g in gens]).to(device)
+def randn(gens: Sequence[torch.Generator], *shape: int) -> torch.Tensor:
+    """``[len(gens), *shape]`` standard normal draws on the generators' device, one generator per row."""
+    return torch.stack([torch.randn(*shape, generator=g, device=g.device) for g in gens])
 
 
-def rand(gens: Sequence[torch.Generator], *shape: int, device=None) -> torch.Tensor:
-    """``[len(gens), *shape]`` uniform [0, 1) draws, one generator per leading index."""
-    return torch.stack([torch.rand(*shape, generator=g) for g in gens]).to(device)
+def rand(gens: Sequence[torch.Generator], *shape: int) -> torch.Tensor:
+    """``[len(gens), *shape]`` uniform [0, 1) draws on the generators' device, one generator per row."""
+    return torch.stack([torch.rand(*shape, generator=g, device=g.device) for g in gens])
+
+
+def randint(gens: Sequence[torch.Generator], high: int, *shape: int) -> torch.Tensor:
+    """``[len(gens), *shape]`` integers in [0, high) on the generators' device, one generator per row."""
+    return torch.stack([torch.randint(high, shape, generator=g, device=g.device) for g in gens])
 
 
 class StepTimer:

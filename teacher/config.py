@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -21,13 +22,14 @@ class TeacherConfig:
     falloff_power: float = 10.0
     loss_size: int = 256
     blur_kernel: int = 7
-    blur_sigma: float = 0.15           # as printed in the paper (pixels); resampling is antialiased anyway
+    blur_sigma: float = 0.15           # relative to the kernel: σ = 0.15 × 7 = 1.05 px at loss_size (masks.preprocess)
     lpips_net: str = "vgg"             # LPIPS backbone: "vgg" (the StyleGAN2 projector's) or "alex"
     lambda_lpips: float = 1.0
     lambda_lum: float = 0.1
     lambda_col: float = 0.01
     lambda_landm: float = 1e-5
     landmarks_in_sampling: bool = True  # dlib term in step 1's ranking (about 2 ms per sample on the CPU)
+    landmark_top_k: int = 16           # ... for the k best samples per seed by the landmark-free loss
     # latent priors
     centroids: Optional[torch.Tensor] = None
     control_vectors: Optional[torch.Tensor] = None
@@ -49,7 +51,9 @@ class TeacherConfig:
     csanns_lr_decay_every: int = 4
     csanns_lr_decay: float = 10.0
     csanns_blend: tuple[float, float] = (0.25, 0.75)
-    csanns_init_logit: float = 10.0    # logit of w_n (proposals: 0): weight e^10/(e^10 + 512) = 0.98, not saturated
+    csanns_init_weight: float = 0.98   # w_n's softmax weight at the start of each outer iteration
+    csanns_logit_scale: float = 250.0  # logits = scale · θ: lr 0.01 moves a logit by 2.5 (see csanns.py)
+    csanns_beta_scale: float = 50.0    # β = scale · θ_β: lr 0.01 moves β by 0.5
     beta_max: float = 2.0
     # step 3: masked projector (StyleGAN2 projector schedule)
     proj_steps: int = 1000
@@ -58,10 +62,10 @@ class TeacherConfig:
     proj_noise_ramp: float = 0.75
     proj_lr_rampdown: float = 0.25
     proj_lr_rampup: float = 0.05
-    proj_noise_reg: float = 1e5
-    proj_optimize_noise: bool = True
+    proj_noise_reg: float = 1e5        # noise-map regularisation (projector baseline only)
     baseline_proj_lr: float = 0.1      # projector baseline from w̄: the official projector's lr and noise
     baseline_proj_noise: float = 0.05
+    baseline_optimize_noise: bool = True  # the official projector fits the noise maps (Garbin's step 3 does not)
     # step 3b / 4
     interp_layers: tuple[int, ...] = (1, 3, 5, 7)
     interp_alphas: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7)
@@ -76,6 +80,20 @@ class TeacherConfig:
     # speed
     amp: bool = True                   # bf16 autocast for the generator on CUDA (losses stay float32)
 
+    def __post_init__(self):
+        positive = ("loss_size", "n_samples", "chunk", "csanns_proposals", "csanns_inner", "csanns_lr_decay_every",
+                    "select_size", "n_seeds", "seed_batch", "i2s_size", "prior_samples", "n_centroids")
+        non_negative = ("csanns_outer", "proj_steps", "i2s_steps", "n_control", "landmark_top_k", "blur_kernel")
+        for name in positive + non_negative:
+            v, low = getattr(self, name), 1 if name in positive else 0
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"TeacherConfig.{name} must be an integer >= {low}, got {v!r}")
+        if not 0 < self.csanns_init_weight < 1:
+            raise ValueError(f"TeacherConfig.csanns_init_weight must be in (0, 1), got {self.csanns_init_weight}")
+        lo, hi = self.csanns_blend
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"TeacherConfig.csanns_blend must be (lo, hi) with 0 <= lo <= hi <= 1, got {self.csanns_blend}")
+
     @classmethod
     def demo(cls, **overrides: Any) -> TeacherConfig:
         """CPU preset for the 64² demo generator (about 10-20 s per image on 2 cores): fewer samples,
@@ -89,6 +107,23 @@ class TeacherConfig:
     def replace(self, **changes: Any) -> TeacherConfig:
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def parse_overrides(cls, items: Sequence[str]) -> dict[str, Any]:
+        """``["key=value", ...]`` (the ``--set`` option) -> field changes, each value parsed as the field's
+        declared type: bool, int, float, str, tuples as ``a,b,c``; tensor fields (``centroids``,
+        ``control_vectors``, ``w_avg``) from a ``.pt`` / ``.npy`` vectors file; ``none`` for optional ones."""
+        hints = typing.get_type_hints(cls)
+        out = {}
+        for item in items:
+            key, sep, text = item.partition("=")
+            if not sep or key not in hints:
+                raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a TeacherConfig field")
+            try:
+                out[key] = _parse_value(hints[key], text)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"--set {item!r}: {e}") from None
+        return out
+
     def as_dict(self) -> dict:
         """JSON-friendly hyper-parameters (the tensors are summarised by their shapes)."""
         out = {}
@@ -96,6 +131,28 @@ class TeacherConfig:
             v = getattr(self, f.name)
             out[f.name] = list(v.shape) if isinstance(v, torch.Tensor) else (list(v) if isinstance(v, tuple) else v)
         return out
+
+
+def _parse_value(hint: Any, text: str) -> Any:
+    """``text`` as a value of the type ``hint`` (see :meth:`TeacherConfig.parse_overrides`)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union:          # Optional[X]
+        return None if text.strip().lower() == "none" else _parse_value(args[0], text)
+    if typing.get_origin(hint) is tuple:
+        return tuple(_parse_value(args[0], v) for v in text.split(",") if v.strip())
+    if hint is bool:
+        if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return text.lower() in ("1", "true", "yes")
+    if hint is torch.Tensor:
+        from render2style.teacher.control_vectors import load_vectors
+        return load_vectors(text)[0]
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if hint is int else 'a number'}, got {text!r}") from None
+    return hint(text)
 
 
 @dataclass
@@ -121,10 +178,13 @@ class TeacherInput:
 
 @dataclass
 class TeacherResult:
-    """``w_plus`` ``[n_latent, 512]`` (CPU float32), ``image`` = G.synthesis(w_plus, "const") ``[3, S, S]``,
+    """``w_plus`` ``[n_latent, 512]`` (CPU float32), ``image`` = G.synthesis(w_plus, "const") ``[3, S, S]``
+    (with ``noise``, the fitted noise maps ``[1, r, r]`` per layer, when the method fits them: the projector
+    baseline; None means the generator's stored noise),
     ``metrics`` (loss terms, ssim, seconds per step, perceptual flag, ...), ``candidates``: one dict per
     proposal ``{"step", "seed", "ssim", "loss", "w_plus"}`` (empty for the baselines' single result)."""
     w_plus: torch.Tensor
     image: torch.Tensor
     metrics: dict
     candidates: list = field(default_factory=list)
+    noise: Optional[list] = None

@@ -51,8 +51,9 @@ class Image2StyleGANLoss:
 
 
 def image2stylegan(G, loss_fn: Image2StyleGANLoss, w_avg: torch.Tensor, steps: int = 5000, lr: float = 0.01,
-                   amp: bool = True) -> tuple[torch.Tensor, list[float]]:
-    """Optimise W+ ``[1, L, D]`` from w̄ with Adam (β 0.9/0.999, ε 1e-8). Returns (W+, loss per step)."""
+                   amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimise W+ ``[1, L, D]`` from w̄ with Adam (β 0.9/0.999, ε 1e-8). Returns (W+, loss per step
+    as a device tensor)."""
     w = w_avg.reshape(1, 1, -1).repeat(1, G.n_latent, 1).requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999), eps=1e-8)
     history = []
@@ -62,4 +63,4 @@ def image2stylegan(G, loss_fn: Image2StyleGANLoss, w_avg: torch.Tensor, steps: i
         loss.backward()
         opt.step()
         history.append(loss.detach())
-    return w.detach(), torch.stack(history).tolist() if history else []
+    return w.detach(), torch.stack(history) if history else torch.zeros(0)

@@ -273,7 +273,8 @@ def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perce
             device) -> tuple[np.ndarray, Image.Image, dict[str, Any]]:
     """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row)."""
     t0 = time.perf_counter()
-    result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"])
+    result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"],
+                         render_id=cached.id, flip=render is not cached)
     w_plus = result.w_plus.detach().float().cpu().numpy()
     if w_plus.shape != (G.n_latent, G.style_dim):
         raise RuntimeError(f"teacher returned W+ of shape {w_plus.shape}, expected ({G.n_latent}, {G.style_dim})")

@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from render2style.teacher.common import StepTimer, seed_generators, synthesize
+from render2style.teacher.common import StepTimer, seed_generators, stream_key, synthesize
 from render2style.teacher.config import TeacherConfig, TeacherInput, TeacherResult
 from render2style.teacher.garbin import garbin_proposals
 from render2style.teacher.image2stylegan import Image2StyleGANLoss, image2stylegan
@@ -18,7 +18,7 @@ from render2style.teacher.landmarks import LandmarkDetector, face_box
 from render2style.teacher.losses import PerceptualNets, TeacherLoss, resolve_perceptual
 from render2style.teacher.masks import loss_mask, resize
 from render2style.teacher.priors import resolve_priors
-from render2style.teacher.projector import project
+from render2style.teacher.projector import ProjectorSettings, project
 from render2style.teacher.select import score_candidates, select_best
 
 log = logging.getLogger(__name__)
@@ -70,53 +70,84 @@ def frozen(G) -> Iterator[None]:
             p.requires_grad_(f)
 
 
-def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptual, seed: int = 0) -> TeacherResult:
+def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptual, seed: int = 0,
+                render_id: str = "", flip: bool = False) -> TeacherResult:
     """Find the W+ target of one render.
 
     method: "garbin" (steps 1-4 over ``cfg.n_seeds`` seeds, selection by SSIM), "image2stylegan"
-    (from w̄) or "projector" (the masked StyleGAN2 projector alone, from w̄).
+    (from w̄) or "projector" (the masked StyleGAN2 projector alone, from w̄, noise maps fitted too).
     perceptual: :class:`PerceptualNets` (pretrained LPIPS / VGG-16), or ``False``, the explicit demo
     option that drops the perceptual terms (recorded as ``metrics["perceptual"] = False``).
+    Every random stream depends on (``seed``, ``render_id``, ``flip``, seed index).
+    metrics: the selected code's eq. 1 terms, its SSIM, seconds per step and, for "garbin", per seed the
+    landmark-free eq. 1 loss after each step (``loss_sampling``, ``loss_csanns``, ``loss_projector``,
+    measured like the selection: const noise) and CS-ANNS's largest proposal weight and |β|.
     """
     if method not in METHODS:
         raise ValueError(f"unknown teacher method {method!r}; expected one of {METHODS}")
     nets = resolve_perceptual(perceptual)
-    if nets is None:
+    if nets is None and not _warned:
         log.warning("teacher: perceptual=False (demo option): LPIPS/VGG terms dropped; pixel, YUV and SSIM only")
+        _warned.append(True)
     device = next(G.parameters()).device
     if None in (cfg.centroids, cfg.control_vectors, cfg.w_avg, cfg.w_std):
         cfg = resolve_priors(G, cfg, device)
+    key = stream_key(render_id, flip)
     timer = StepTimer(device)
     start = time.perf_counter()
+    noise = None
     with frozen(G):
         prob = build_problem(G, inp, cfg, nets, device)
         if method == "garbin":
-            codes, rows, stats = garbin_proposals(G, prob.loss, cfg, seed, timer, device)
+            codes, rows, stats = garbin_proposals(G, prob.loss, cfg, seed, key, timer, device)
         else:
-            codes, rows, stats = _baseline(method, G, prob, cfg, nets, seed, timer, device)
+            codes, noise, rows, stats = _baseline(method, G, prob, cfg, nets, seed, key, timer, device)
         with timer("selection"):
             ssims, losses = score_candidates(G, codes, prob.render, prob.render_mask, prob.loss, cfg.select_size,
-                                             cfg.chunk, cfg.amp)
+                                             cfg.chunk, cfg.amp, noise=noise)
         best = select_best(ssims)
         w_plus = codes[best]
         with torch.no_grad():
-            image = synthesize(G, w_plus[None], cfg.amp)
+            image = synthesize(G, w_plus[None], cfg.amp, noise=noise)
             terms = prob.loss(image, with_landmarks=True)
-    for row, s, l in zip(rows, ssims.tolist(), losses.tolist()):
+    ssims, losses = ssims.tolist(), losses.tolist()
+    for row, s, l in zip(rows, ssims, losses):
         row.update(ssim=s, loss=l)
-    candidates = [dict(row, w_plus=w.cpu()) for row, w in zip(rows, codes)] if method == "garbin" else []
     metrics = {f"loss_{k}": float(v[0]) for k, v in terms.items()}
-    metrics.update(method=method, perceptual=nets is not None, ssim=float(ssims[best]), seed=seed,
+    metrics.update(method=method, perceptual=nets is not None, ssim=ssims[best], seed=seed,
                    selected_step=rows[best]["step"], selected_seed=rows[best]["seed"],
-                   seconds={**timer.seconds, "total": time.perf_counter() - start}, **stats)
+                   seconds={**timer.seconds, "total": time.perf_counter() - start}, **_host(stats))
+    candidates = []
+    if method == "garbin":
+        for step in ("sampling", "csanns", "projector"):
+            metrics[f"loss_{step}"] = [r["loss"] for r in rows if r["step"] == step]
+        candidates = [dict(row, w_plus=w.cpu()) for row, w in zip(rows, codes)]
     return TeacherResult(w_plus=w_plus.float().cpu(), image=image[0].clamp(-1, 1).cpu(), metrics=metrics,
-                         candidates=candidates)
+                         candidates=candidates, noise=[n[0].cpu() for n in noise] if noise else None)
+
+
+_warned: list = []
+
+
+def _host(stats: dict) -> dict:
+    """Device statistics -> JSON values, in one pass at the end of the run: maxima and sums over batches."""
+    out = {}
+    for name, values in stats.items():
+        if isinstance(values, list):
+            t = torch.stack([torch.as_tensor(v).float().reshape(-1).amax() if "max" in name
+                             else torch.as_tensor(v).float().sum() for v in values])
+            out[name] = float(t.amax() if "max" in name else t.sum())
+        else:
+            out[name] = values
+    return out
 
 
 def _baseline(method: str, G, prob: Problem, cfg: TeacherConfig, nets: Optional[PerceptualNets], seed: int,
-              timer: StepTimer, device: torch.device) -> tuple[torch.Tensor, list[dict], dict]:
-    """One result of a baseline, started from w̄: (W+ ``[1, L, D]``, its row, per-step loss curve)."""
+              key: tuple[int, int], timer: StepTimer, device: torch.device):
+    """One result of a baseline, started from w̄: (W+ ``[1, L, D]``, its noise maps or None, its row,
+    first and last loss of its optimisation)."""
     w_avg = cfg.w_avg.to(device).reshape(1, 1, -1).expand(1, G.n_latent, -1)
+    noise = None
     if method == "image2stylegan":
         vgg = nets.vgg if nets is not None else None
         if nets is not None and vgg is None:
@@ -125,9 +156,11 @@ def _baseline(method: str, G, prob: Problem, cfg: TeacherConfig, nets: Optional[
         with timer(method):
             w, history = image2stylegan(G, loss, w_avg[0, 0], cfg.i2s_steps, cfg.i2s_lr, cfg.amp)
     else:
-        gens = seed_generators(seed, 1)
+        gens = seed_generators(seed, 1, key=key, device=device)
         with timer(method):
-            w, _, history = project(G, lambda x: prob.loss(x)["total"], w_avg, cfg.w_std, gens, cfg.proj_steps,
-                                    cfg.baseline_proj_lr, cfg.baseline_proj_noise, cfg.proj_noise_ramp, cfg.proj_lr_rampdown,
-                                    cfg.proj_lr_rampup, cfg.proj_noise_reg, cfg.proj_optimize_noise, cfg.amp)
-    return w, [{"step": method, "seed": 0}], {f"loss_{method}_first": history[0], f"loss_{method}_last": history[-1]}
+            fit = project(G, lambda x: prob.loss(x)["total"], w_avg, w_std=cfg.w_std, gens=gens,
+                          settings=ProjectorSettings.baseline(cfg), amp=cfg.amp)
+        w, noise, history = fit.w, fit.noise, fit.history
+    first_last = torch.stack([history[0], history[-1]]).tolist()
+    return w, noise, [{"step": method, "seed": 0}], {f"loss_{method}_first": first_last[0],
+                                                     f"loss_{method}_last": first_last[1]}

@@ -30,16 +30,18 @@ def interpolation_candidates(w_f: torch.Tensor, w_n: torch.Tensor, layers: Seque
 @torch.no_grad()
 def score_candidates(G, w_plus: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                      loss: Optional[TeacherLoss] = None, size: int = 368, chunk: int = 16,
-                     amp: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+                     amp: bool = True, noise: Optional[Sequence[torch.Tensor]] = None
+                     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """SSIM ``[M]`` between the render ``target`` ``[1, 3, H, W]`` and G(w) (const noise) for W+ codes
     ``[M, L, D]``, both resized to ``size``²; the SSIM map is averaged with the loss mask ``mask``
     ``[1, 1, H, W]`` as weight (the face region counts fully, the falloff partly, the far background
-    not at all). Also eq. 1 without landmarks ``[M]`` when ``loss`` is given."""
+    not at all). Also eq. 1 without landmarks ``[M]`` when ``loss`` is given. ``noise``: the noise maps
+    (``[1, 1, r, r]`` each) that the codes were fitted with, when not the generator's stored ones."""
     t = resize(target.float(), size)
     m = resize(mask.float(), size)
     scores, losses = [], []
     for w in w_plus.split(chunk):
-        x = synthesize(G, w, amp)
+        x = synthesize(G, w, amp, noise=[n.expand(len(w), -1, -1, -1) for n in noise] if noise else None)
         scores.append(ssim(resize(x, size), t.expand(len(w), -1, -1, -1), mask=m))
         if loss is not None:
             losses.append(loss(x)["total"])

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from render2style.criteria.pretrained import MissingWeightsError
+from render2style.pretrained import MissingWeightsError
 from render2style.datasets import build_render_source, make_demo_renders
 from render2style.scripts import generate_targets
 from render2style.stylegan2 import demo_generator
@@ -287,13 +287,6 @@ def test_script_missing_lpips_weights_name_the_file_and_the_demo_option(tmp_path
     with pytest.raises(MissingWeightsError, match=r"nope\.pth.*--no_perceptual"):
         generate_targets.main(["--out", str(tmp_path), "--lpips_weights", str(tmp_path / "nope.pth"), "--device", "cpu"])
     assert not (tmp_path / "run.json").exists()
-
-
-def test_script_set_parses_values_as_the_fields_type():
-    assert generate_targets.parse_overrides(["csanns_outer=4", "proj_lr=0.1", "amp=false", "interp_layers=1,3"]) == {
-        "csanns_outer": 4, "proj_lr": 0.1, "amp": False, "interp_layers": (1, 3)}
-    with pytest.raises(ValueError, match="no_such_field"):
-        generate_targets.parse_overrides(["no_such_field=1"])
 
 
 def test_killed_process_resumes_to_a_complete_folder(tmp_path):

@@ -11,8 +11,7 @@ from render2style.criteria.pretrained import MissingWeightsError
 from render2style.criteria.ssim import ms_scales, ms_ssim, ssim
 from render2style.stylegan2 import Generator
 from render2style.teacher import PerceptualNets, TeacherConfig, TeacherInput, resolve_priors, run_teacher
-from render2style.teacher.csanns import convex_combination, csanns_step
-from render2style.teacher.common import seed_generators
+from render2style.teacher.csanns import convex_combination
 from render2style.teacher.landmarks import LandmarkDetector, face_box
 from render2style.teacher.losses import TeacherLoss, rgb_to_yuv
 from render2style.teacher.masks import falloff_mask, loss_mask, preprocess
@@ -182,6 +181,23 @@ def test_missing_perceptual_weights_name_the_file():
         PerceptualNets.load("/nowhere/vgg16.ckpt")
 
 
+def test_set_parses_values_as_the_fields_declared_type(tmp_path):
+    from render2style.teacher.control_vectors import save_vectors
+    save_vectors(tmp_path / "c.npy", torch.ones(3, 8))
+    parsed = TeacherConfig.parse_overrides(["csanns_outer=4", "proj_lr=0.1", "amp=false", "interp_layers=1,3",
+                                            "w_std=2.5", f"centroids={tmp_path / 'c.npy'}", "control_vectors=none"])
+    centroids = parsed.pop("centroids")
+    assert parsed == {"csanns_outer": 4, "proj_lr": 0.1, "amp": False, "interp_layers": (1, 3), "w_std": 2.5,
+                      "control_vectors": None}
+    assert isinstance(parsed["w_std"], float) and torch.equal(centroids, torch.ones(3, 8))
+    for bad, message in (("no_such_field=1", "no_such_field"), ("n_samples=abc", "integer"),
+                         ("w_std=abc", "number"), ("amp=maybe", "true or false")):
+        with pytest.raises(ValueError, match=message):
+            TeacherConfig.parse_overrides([bad])
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
+        TeacherConfig(**TeacherConfig.parse_overrides(["n_samples=0"]))
+
+
 def test_perceptual_terms_are_only_dropped_explicitly(G, render):
     with pytest.raises(TypeError, match="perceptual=False|False"):
         run_teacher("projector", G, render, tiny_cfg(), perceptual=None)
@@ -189,34 +205,14 @@ def test_perceptual_terms_are_only_dropped_explicitly(G, render):
 
 # --- steps ---------------------------------------------------------------------------------------
 
-def test_convex_weights_sum_to_one_and_start_at_w_n():
+def test_convex_combination_equals_the_weighted_sum():
     S, P, L, D = 2, 5, 4, 3
-    cands = torch.randn(S, P, L, D)
-    logits = torch.zeros(S, P, L)
-    logits[:, 0] = 30.0
-    w = convex_combination(logits, cands, torch.zeros(S, 2), torch.randn(2, D))
-    assert torch.allclose(w, cands[:, 0], atol=1e-5)
-    logits = torch.randn(S, P, L)
-    assert torch.allclose(logits.softmax(dim=1).sum(dim=1), torch.ones(S, L))
-    ctrl = torch.randn(2, D)
+    cands, logits, ctrl = torch.randn(S, P, L, D), torch.randn(S, P, L), torch.randn(2, D)
     beta = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
     w = convex_combination(logits, cands, beta, ctrl)
-    manual = (logits.softmax(1)[..., None] * cands).sum(1) + (beta @ ctrl)[:, None]
+    e = logits.exp()
+    manual = ((e / e.sum(1, keepdim=True))[..., None] * cands).sum(1) + (beta @ ctrl)[:, None]
     assert torch.allclose(w, manual, atol=1e-6)
-
-
-def test_csanns_keeps_beta_within_two_and_never_gets_worse(G, render):
-    cfg = resolve_priors(G, tiny_cfg(csanns_lr=5.0, csanns_outer=2))   # a huge lr pushes β to the clamp
-    loss = TeacherLoss(torch.nn.functional.interpolate(render.image, size=32), torch.ones(1, 1, 32, 32), cfg, None)
-    w0 = cfg.centroids[:2, None].expand(-1, G.n_latent, -1).contiguous()
-    with torch.no_grad():
-        start = loss(G.synthesis(w0))["total"]
-    w_n, best, stats = csanns_step(G, loss, cfg, w0, seed_generators(0, 2))
-    assert stats["max_abs_beta"] == pytest.approx(2.0)
-    assert stats["max_weight_sum_error"] < 1e-5
-    assert (best <= start).all()
-    with torch.no_grad():
-        assert torch.allclose(loss(G.synthesis(w_n))["total"], best, rtol=1e-4, atol=1e-7)
 
 
 def test_interpolation_candidates_follow_eq4():
@@ -230,16 +226,6 @@ def test_interpolation_candidates_follow_eq4():
 
 
 # --- closed loop: renders = G(w_true) ------------------------------------------------------------
-
-def test_garbin_steps_lower_the_loss(garbin_result):
-    res, cfg = garbin_result
-    by = {(c["step"], c["seed"]): c for c in res.candidates}
-    for seed in range(cfg.n_seeds):
-        sampling, csanns, proj = (by[(s, seed)]["loss"] for s in ("sampling", "csanns", "projector"))
-        assert csanns <= sampling + 1e-7
-        assert proj < csanns
-    assert any(by[("csanns", s)]["loss"] < by[("sampling", s)]["loss"] for s in range(cfg.n_seeds))
-
 
 def test_garbin_selects_the_best_ssim_and_beats_its_start(garbin_result):
     res, cfg = garbin_result
@@ -261,7 +247,8 @@ def test_garbin_result_shapes_and_metrics(G, garbin_result):
     m = res.metrics
     assert m["perceptual"] is False and m["method"] == "garbin"
     assert {"sampling", "csanns", "projector", "selection", "total"} <= set(m["seconds"])
-    assert m["csanns_max_abs_beta"] <= cfg.beta_max and m["csanns_max_weight_sum_error"] < 1e-5
+    assert 0 < m["csanns_max_abs_beta"] <= cfg.beta_max and 0 < m["csanns_max_proposal_weight"] < 1
+    assert len(m["loss_sampling"]) == len(m["loss_csanns"]) == len(m["loss_projector"]) == cfg.n_seeds
     assert "loss_landm" in m and "loss_lpips" not in m
 
 
