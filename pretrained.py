@@ -1,6 +1,8 @@
-"""Pretrained networks from local files: where each weights file comes from, and safe loading.
+"""Pretrained weight files, shared by every stage: where each file comes from, and safe loading.
 
-Model hubs are often unreachable (and always are on the build machines), so every pretrained network
+One home for the registry (``KNOWN_WEIGHTS``), its messages and the loaders every weights reader uses
+(``load_torch_file``, ``load_numpy_pickle``), so criteria, encoders, alignment and evaluation import it
+without importing each other. Model hubs are often unreachable (and always are on the build machines), so every pretrained network
 takes a local file. When the file is absent we stop with :class:`MissingWeightsError`, naming the
 file and where to get it; nothing ever runs silently on random weights. Files that torchvision or
 facenet-pytorch download by themselves are also looked up in the torch cache, where users with
@@ -10,9 +12,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -127,3 +131,27 @@ def load_numpy_pickle(path: str | os.PathLike) -> Any:
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
             raise ValueError(f"{path}: not a plain pickle of numpy arrays ({e})") from e
     return obj
+
+
+def _blocked_global(error: BaseException) -> str:
+    """The class or function a refused pickle asked for, from torch's message (its advice left out)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error)) or re.search(r"global ([\w.]+)", str(error))
+    return found.group(1) if found else "a Python object"
+
+
+def load_torch_file(path: str | os.PathLike, expected: str, allowed: Sequence[type] = ()) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers only (plus the
+    ``allowed`` classes). ``ValueError`` naming the file, ``expected`` and what was found otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected {expected})")
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path}: expected {expected}; found a pickle that needs {_blocked_global(e)} to load, "
+                         "which is refused (only tensors and plain containers are loaded; no code is run)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: expected {expected}; found a file torch cannot read (truncated or corrupt, "
+                         f"or not a PyTorch file: {first})") from None

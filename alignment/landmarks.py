@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from render2style.criteria.pretrained import MissingWeightsError
+from render2style.pretrained import MissingWeightsError
 
 DLIB_HINT = "pip install dlib-bin face_recognition_models (or pass the .dat file explicitly)"
 
@@ -43,7 +43,11 @@ class DlibLandmarks:
         if not path.is_file():
             raise MissingWeightsError(f"{path}: dlib 68-point shape predictor not found; {DLIB_HINT}")
         self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(path))
+        try:
+            self.predictor = dlib.shape_predictor(str(path))
+        except RuntimeError as e:
+            raise ValueError(f"{path}: expected dlib's 68-point shape predictor "
+                             f"(shape_predictor_68_face_landmarks.dat); dlib cannot read it ({e}); {DLIB_HINT}") from e
         self.upsample = upsample
 
     def detect(self, rgb: np.ndarray):

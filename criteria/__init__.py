@@ -6,9 +6,8 @@ One loss per module; each returns a scalar tensor (``IDLoss`` returns ``(loss, l
 - ``lpips_loss``: ``build_lpips``, ``LPIPSLoss``, ``load_backbone_state_dict``, ``load_vgg16_features``.
 - ``id_loss``: ``IDLoss``, ``IdentityEncoder`` (IR-SE50 / insightface ONNX / facenet backbones).
 - ``w_norm.WNormLoss``, ``latent_loss.LatentLoss``; ``ssim``: ``ssim``, ``ms_ssim``.
-- ``pretrained``: ``MissingWeightsError``, ``require_weights``, ``KNOWN_WEIGHTS`` (files and their sources).
-
-Names are imported on first use, so ``import render2style.criteria.pretrained`` stays light.
+Weight files (``MissingWeightsError``, ``KNOWN_WEIGHTS``, safe loaders) live in ``render2style.pretrained``.
+Names are imported on first use, so importing one loss stays light.
 """
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ _EXPORTS = {
     "IDLoss": "id_loss", "IdentityEncoder": "id_loss",
     "WNormLoss": "w_norm", "LatentLoss": "latent_loss",
     "ssim": "ssim", "ms_ssim": "ssim",
-    "MissingWeightsError": "pretrained", "require_weights": "pretrained", "KNOWN_WEIGHTS": "pretrained",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from render2style.criteria.pretrained import (KNOWN_WEIGHTS, MissingWeightsError, require_known_weights,
-                                              require_weights)
+from render2style.pretrained import (KNOWN_WEIGHTS, MissingWeightsError, load_torch_file, require_known_weights,
+                                     require_weights)
 from render2style.criteria.resize import resize_image
 
 FACE_CROP = (slice(35, 223), slice(32, 220))  # rows, columns of the face in a 256² aligned image (pSp)
@@ -30,7 +30,7 @@ INPUT_SIZES = {"ir_se50": 112, "arcface_onnx": 112, "facenet": 160}
 
 
 def _load_state_dict(net: nn.Module, path: os.PathLike, what: str, drop_prefix: str | None = None) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, f"a {what} state dict")
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a {what} state dict, got {type(state).__name__}")
     if drop_prefix:

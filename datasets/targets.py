@@ -17,6 +17,21 @@ from render2style.datasets.renders import read_rgb
 STYLE_DIM = 512
 
 
+def load_latent(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """A W+ code ``[n_latent, 512]`` from a ``.npy`` (no pickles); errors name the file and what was found."""
+    try:
+        arr = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: latent file missing") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path}: expected a float W+ code [n_latent, {STYLE_DIM}] in .npy format; found a file "
+                         f"numpy cannot read without running pickled code, or a truncated one ({e})") from e
+    if arr.ndim != 2 or arr.shape[1] != STYLE_DIM or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{path}: expected a float W+ code [n_latent, {STYLE_DIM}], found {arr.dtype} "
+                         f"of shape {list(arr.shape)}")
+    return arr
+
+
 class TargetFolder:
     """Finished targets of a teacher run: W+ codes ``[n_latent, 512]`` and teacher images."""
 
@@ -41,7 +56,7 @@ class TargetFolder:
                 raise ValueError(f"{run}: not readable JSON ({e})") from e
         if found is None and self.finished_ids:
             source = self.root / "latents" / f"{min(self.finished_ids)}.npy"
-            found = self._load(source, mmap_mode="r").shape[0]
+            found = load_latent(source, mmap_mode="r").shape[0]
         if n_latent is not None and found is not None and int(found) != n_latent:
             raise ValueError(f"{source}: targets have n_latent {found}, expected {n_latent} "
                              f"(targets made with another generator?)")
@@ -50,22 +65,10 @@ class TargetFolder:
     def finished(self, render_id: str) -> bool:
         return render_id in self.finished_ids
 
-    @staticmethod
-    def _load(path: Path, mmap_mode: str | None = None) -> np.ndarray:
-        try:
-            arr = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: latent file missing although its meta file exists") from None
-        except (OSError, ValueError, EOFError) as e:
-            raise ValueError(f"{path}: not a readable .npy file ({e})") from e
-        if arr.ndim != 2 or arr.shape[1] != STYLE_DIM:
-            raise ValueError(f"{path}: expected a W+ code [n_latent, {STYLE_DIM}], got shape {list(arr.shape)}")
-        return arr
-
     def latent(self, render_id: str) -> np.ndarray:
         """float32 ``[n_latent, 512]``."""
         path = self.root / "latents" / f"{render_id}.npy"
-        arr = self._load(path)
+        arr = load_latent(path)
         if self.n_latent is not None and arr.shape[0] != self.n_latent:
             raise ValueError(f"{path}: expected {self.n_latent} latents, got {arr.shape[0]}")
         return arr.astype(np.float32)

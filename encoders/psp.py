@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from render2style.criteria.pretrained import KNOWN_WEIGHTS, MissingWeightsError, require_known_weights
+from render2style.pretrained import KNOWN_WEIGHTS, MissingWeightsError, require_known_weights
 from render2style.encoders.psp_encoders import build_encoder
 from render2style.stylegan2 import Generator, demo_generator, infer_config, load_generator, read_checkpoint
 from render2style.stylegan2.checkpoint import WEIGHTS_HELP
@@ -163,15 +163,15 @@ class pSp(nn.Module):  # noqa: N801  (pSp's name)
 
         if checkpoint is not None:
             self._load_state(checkpoint["state_dict"], opts.checkpoint_path)
-            latent_avg = checkpoint.get("latent_avg")
+            latent_avg, source = checkpoint.get("latent_avg"), opts.checkpoint_path or "the checkpoint"
         else:
             self._init_encoder()
-            latent_avg = file_latent_avg
+            latent_avg, source = file_latent_avg, opts.stylegan_weights
         if latent_avg is None:
             log.info("latent_avg: none stored; computing the mean of %d mapped z with the decoder's mapping network",
                      opts.latent_avg_samples)
             latent_avg = self.decoder.mean_latent(opts.latent_avg_samples, seed=0)
-        self.register_buffer("latent_avg", self._shape_latent_avg(latent_avg), persistent=False)
+        self.register_buffer("latent_avg", self._shape_latent_avg(latent_avg, source), persistent=False)
 
     # --- construction helpers --------------------------------------------------------------------
     def _load_state(self, state: Mapping[str, torch.Tensor], source: Any) -> None:
@@ -196,14 +196,20 @@ class pSp(nn.Module):  # noqa: N801  (pSp's name)
         else:
             load_ir_se50_weights(self.encoder, path)
 
-    def _shape_latent_avg(self, latent_avg: torch.Tensor) -> torch.Tensor:
-        """[1, 512] for learn_in_w, else [n_styles, 512] (a single W is repeated, as pSp does)."""
-        latent_avg = latent_avg.detach().float().reshape(-1, self.decoder.style_dim)
+    def _shape_latent_avg(self, latent_avg: torch.Tensor, source: Any) -> torch.Tensor:
+        """[1, 512] for learn_in_w, else [n_styles, 512] (a single W is repeated, as pSp does); ``source``
+        (the file it came from) is named in errors."""
+        dim = self.decoder.style_dim
+        if not isinstance(latent_avg, torch.Tensor) or latent_avg.numel() % dim:
+            found = tuple(latent_avg.shape) if isinstance(latent_avg, torch.Tensor) else type(latent_avg).__name__
+            raise ValueError(f"{source}: latent_avg must be [1 or {self.n_styles}, {dim}], found {found}")
+        latent_avg = latent_avg.detach().float().reshape(-1, dim)
         rows = 1 if self.opts.learn_in_w else self.n_styles
         if latent_avg.shape[0] == 1:
             return latent_avg.repeat(rows, 1)
         if latent_avg.shape[0] != self.n_styles:
-            raise ValueError(f"latent_avg has {latent_avg.shape[0]} rows; expected 1 or n_styles={self.n_styles}")
+            raise ValueError(f"{source}: latent_avg has {latent_avg.shape[0]} rows, expected 1 or {self.n_styles} "
+                             f"(the generator's n_styles)")
         return latent_avg[:rows].clone()
 
     # --- forward ---------------------------------------------------------------------------------

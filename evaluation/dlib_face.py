@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from render2style.alignment.landmarks import DLIB_HINT, DlibLandmarks, face_recognition_model_file
-from render2style.criteria.pretrained import MissingWeightsError
+from render2style.pretrained import MissingWeightsError
 
 
 class DlibFace:
@@ -29,7 +29,11 @@ class DlibFace:
             "dlib_face_recognition_resnet_model_v1.dat")
         if not path.is_file():
             raise MissingWeightsError(f"{path}: dlib face recognition model not found; {DLIB_HINT}")
-        self.recognizer = dlib.face_recognition_model_v1(str(path))
+        try:
+            self.recognizer = dlib.face_recognition_model_v1(str(path))
+        except RuntimeError as e:
+            raise ValueError(f"{path}: expected dlib's face recognition model "
+                             f"(dlib_face_recognition_resnet_model_v1.dat); dlib cannot read it ({e}); {DLIB_HINT}") from e
 
     def landmarks(self, rgb: np.ndarray) -> Optional[np.ndarray]:
         faces = self.landmarker(rgb)

@@ -26,6 +26,7 @@ import numpy as np
 
 from render2style.cli import add_tool_info
 from render2style.evaluation.metrics import Evaluator, Pair, evaluate_pairs
+from render2style.datasets.targets import load_latent
 from render2style.inference.inputs import DEFAULT_EXCLUDE, list_images, read_image
 from render2style.options.train_options import str2bool
 from render2style.utils.io import atomic_write_json, atomic_write_text
@@ -77,7 +78,7 @@ def _teacher_seconds(targets: Path, name: str) -> Optional[float]:
 
 
 def _load_code(path: Path) -> Optional[np.ndarray]:
-    return np.load(path) if path.is_file() else None
+    return load_latent(path) if path.is_file() else None
 
 
 def iter_pairs(outputs: Path, references: Path, targets: bool) -> Iterator[Pair]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from render2style.pretrained import load_torch_file
 from render2style.stylegan2.model import Generator, generator_channels
 
 log = logging.getLogger(__name__)
@@ -28,19 +27,16 @@ WEIGHTS_HELP = (
 
 
 def read_checkpoint(path: str | os.PathLike, expected: str = WEIGHTS_HELP) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``; clear errors for missing, truncated or corrupt files.
+    """``torch.load`` with ``weights_only=True`` (``render2style.pretrained.load_torch_file``); clear errors
+    for missing, truncated, corrupt or code-carrying files.
 
     ``expected`` describes the file (what it is, where to get it) for the missing-file message.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found. Expected {expected}.")
-    try:
-        # Training checkpoints of the reference code also pickle an argparse.Namespace: allow only that class.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file?): {e}") from e
+    # Training checkpoints of the reference code also pickle an argparse.Namespace: allow only that class.
+    ckpt = load_torch_file(path, expected, allowed=(argparse.Namespace,))
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     return ckpt

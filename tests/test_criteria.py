@@ -18,7 +18,7 @@ from render2style.criteria.l2 import masked_mse
 from render2style.criteria.latent_loss import LatentLoss
 from render2style.criteria.lpips_loss import (LPIPSLoss, build_lpips, load_backbone_state_dict,
                                               load_vgg16_features)
-from render2style.criteria.pretrained import MissingWeightsError, load_numpy_pickle, require_known_weights
+from render2style.pretrained import MissingWeightsError, load_numpy_pickle, require_known_weights
 from render2style.criteria.w_norm import WNormLoss
 from render2style.encoders.irse import Backbone
 from render2style.scripts import convert_lpips_weights

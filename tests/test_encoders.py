@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from render2style.criteria.pretrained import MissingWeightsError
+from render2style.pretrained import MissingWeightsError
 from render2style.encoders import (
     Backbone,
     BackboneEncoderUsingLastLayerIntoW,

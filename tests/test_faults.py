@@ -355,3 +355,129 @@ def test_an_empty_face_mask_is_named_and_skippable_in_a_target_job(tmp_path, res
     assert computed(log_path) == []  # nothing was spent before the error
     stats = run(skip_corrupt=True)
     assert stats["skipped_corrupt"] == 1 and finished_ids(out) == ["r000", "r002", "r003"]
+
+
+# --- every file named: what was expected, what was found, no advice to disable weights_only -------------
+class _Payload:
+    """Unpickling this would create ``marker``: a stand-in for a malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _payload_file(tmp_path, name):
+    import torch
+    path, marker = tmp_path / name, tmp_path / f"{name}.ran"
+    torch.save({"features.0.weight": _Payload(marker)}, path)
+    return path, marker
+
+
+def _loaders():
+    from render2style.criteria.id_loss import load_ir_se50
+    from render2style.criteria.lpips_loss import load_backbone_state_dict
+    from render2style.stylegan2 import load_generator
+    from render2style.training.checkpointing import load_checkpoint
+    return {"lpips": (lambda p: load_backbone_state_dict(p, "alex"), "alexnet weights"),
+            "identity": (load_ir_se50, "IR-SE50"), "generator": (load_generator, "StyleGAN2"),
+            "training checkpoint": (load_checkpoint, "training checkpoint")}
+
+
+@pytest.mark.parametrize("kind", ["lpips", "identity", "generator", "training checkpoint"])
+def test_a_code_carrying_pickle_is_refused_by_name_and_nothing_runs(tmp_path, kind):
+    load, expected = _loaders()[kind]
+    path, marker = _payload_file(tmp_path, "weights.pt")
+    with pytest.raises(ValueError) as info:
+        load(path)
+    message = str(info.value)
+    assert str(path) in message and expected in message and "needs getattr to load, which is refused" in message
+    assert "weights_only" not in message and "truncated" not in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["lpips", "identity", "generator", "training checkpoint"])
+def test_a_truncated_weights_file_is_named(tmp_path, kind):
+    import torch
+    load, expected = _loaders()[kind]
+    path = tmp_path / "weights.pt"
+    torch.save({"a": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match=rf"weights\.pt: expected .*{expected}.*truncated or corrupt"):
+        load(path)
+
+
+def test_a_latent_avg_of_the_wrong_row_count_names_the_checkpoint(net, tmp_path):
+    import torch
+
+    from render2style.encoders.psp import pSp
+    ckpt = net.checkpoint_dict()
+    ckpt["latent_avg"] = torch.zeros(3, 512)
+    torch.save(ckpt, tmp_path / "enc.pt")
+    with pytest.raises(ValueError, match=r"enc\.pt: latent_avg has 3 rows, expected 1 or 10"):
+        pSp.from_checkpoint(tmp_path / "enc.pt")
+
+
+def test_an_object_array_latent_in_evaluate_is_named(tmp_path):
+    from render2style.datasets.targets import load_latent
+    np.save(tmp_path / "x.npy", np.array([{"w": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"x\.npy: expected a float W\+ code"):
+        load_latent(tmp_path / "x.npy")
+
+
+def test_a_corrupt_dlib_predictor_is_named(tmp_path):
+    pytest.importorskip("dlib")
+    from render2style.alignment.landmarks import DlibLandmarks
+    (tmp_path / "predictor.dat").write_bytes(b"not a dlib model")
+    with pytest.raises(ValueError, match=r"predictor\.dat: expected dlib's 68-point shape predictor"):
+        DlibLandmarks(tmp_path / "predictor.dat")
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), OSError("5120 requested and 5088 written")])
+def test_a_full_disk_is_reported_with_the_path_and_no_temp_file_stays(tmp_path, monkeypatch, error):
+    import shutil
+
+    from render2style.utils import io
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=1, used=1, free=0))
+
+    def full(array, path):
+        io._atomic_write(path, lambda f: (f.write(b"x" * 100), (_ for _ in ()).throw(error)))
+    with pytest.raises(OSError, match=r"out\.npy: no space left on device") as info:
+        full(None, tmp_path / "out.npy")
+    assert info.value.errno == 28 and list(tmp_path.iterdir()) == []
+
+
+def test_temp_files_of_interrupted_checkpoint_saves_are_swept_at_start_up(tmp_path):
+    from test_training import TinyPSp, ToyItems, toy_opts
+
+    from render2style.training import Trainer
+    ckpt_dir = tmp_path / "checkpoints"
+    ckpt_dir.mkdir()
+    (ckpt_dir / ".latest.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    Trainer(toy_opts(tmp_path), net=TinyPSp(), datasets=(ToyItems(20), ToyItems(5, 1)))
+    assert list(ckpt_dir.iterdir()) == []
+
+
+# --- TensorBoard after a resume --------------------------------------------------------------------
+def test_a_resumed_run_logs_each_step_once_on_the_board(tmp_path):
+    import shutil
+
+    from test_training import TinyPSp, ToyItems, toy_opts
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from render2style.training import Trainer
+
+    def train(max_steps):
+        trainer = Trainer(toy_opts(tmp_path, "--max_steps", str(max_steps), "--val_interval", "100"),
+                          net=TinyPSp(), datasets=(ToyItems(20), ToyItems(5, 1)))
+        trainer.train()
+        trainer.close()
+    train(3)
+    shutil.copy(tmp_path / "checkpoints" / "latest.pt", tmp_path / "step3.pt")
+    train(6)                                                                   # the run goes on to step 6 ...
+    shutil.copy(tmp_path / "step3.pt", tmp_path / "checkpoints" / "latest.pt")  # ... and dies; only step 3 saved
+    train(6)                                                                   # the resumed run redoes 4-6
+    board = EventAccumulator(str(tmp_path / "logs"))
+    board.Reload()
+    assert [e.step for e in board.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from render2style.pretrained import load_torch_file
 from render2style.utils.io import atomic_torch_save
 
 LATEST = "latest.pt"
@@ -57,13 +58,7 @@ def save_checkpoint(path: str | os.PathLike, model_dict: dict[str, Any], resume:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, pickled code, not a torch file at all
-        raise ValueError(f"{path}: not a readable render2style/pSp checkpoint ({e})") from e
+    return load_torch_file(path, "a render2style/pSp training checkpoint")
 
 
 def find_resume(exp_dir: str | os.PathLike, resume: str | None) -> Path | None:

@@ -34,6 +34,7 @@ from render2style.training.distributed import DistEnv, all_reduce_sum, broadcast
 from render2style.training.objective import EncoderObjective
 from render2style.training.ranger import Ranger
 from render2style.training.visuals import comparison_grid, save_grid
+from render2style.utils.io import sweep_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,17 @@ class Trainer:
         self.best_val_loss: Optional[float] = None
         self.history: list[dict[str, float]] = []  # per-step training logs of this rank
         self._since_board: list[dict[str, float]] = []  # logs of the steps not yet written to the board
-        self.writer = SummaryWriter(str(self.exp_dir / "logs")) if self.env.is_main else None
-        self._log_setup()
+        if self.env.is_main:  # temp files of saves a kill interrupted (only rank 0 ever writes here)
+            swept = sweep_temp_files(self.ckpt_dir)
+            if swept:
+                log.info("removed %d temp file(s) of interrupted checkpoint saves in %s", swept, self.ckpt_dir)
         resume = ckpt_io.find_resume(self.exp_dir, opts.resume)
         if resume is not None:
             self._resume(resume)
+        # purge_step: after a resume the board drops what the interrupted run logged after this step
+        self.writer = SummaryWriter(str(self.exp_dir / "logs"), purge_step=self.step + 1 if self.step else None) \
+            if self.env.is_main else None
+        self._log_setup()
 
     # --- construction ----------------------------------------------------------------------------
     def _wrap_ddp(self, net: nn.Module) -> nn.Module:
