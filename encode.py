@@ -51,12 +51,13 @@ def _paste_batch(images: torch.Tensor, names: Sequence[str], transforms: Path, o
                           out / f"{name}.png")
 
 
-def _write_interpolation(model: InferenceModel, pair: list[tuple[str, torch.Tensor]], opts, out: Path) -> None:
-    """Morph frames (and an optional mp4/gif) from the first input's code to the second's."""
+def _write_interpolation(model: InferenceModel, pair: list[tuple[str, torch.Tensor]], opts, out: Path,
+                         layers: Optional[list[int]]) -> None:
+    """Morph frames (and an optional mp4/gif) from the first input's code to the second's (only ``layers``
+    move; None: all)."""
     if len(pair) < 2:
         log.error("--interpolate needs at least two readable inputs; got %d", len(pair))
         return
-    layers = parse_latent_mask(opts.interp_layers, model.n_latent) if opts.interp_layers else None
     frames = interpolate(pair[0][1], pair[1][1], opts.interp_steps, per_layer=layers)
     images = torch.cat([model.decode(chunk, opts.resize_outputs) for chunk in frames.split(opts.batch_size)])
     folder = out / "interpolation" / f"{pair[0][0]}_to_{pair[1][0]}".replace("/", "_")
@@ -73,7 +74,9 @@ def run(opts, net: Optional[pSp] = None) -> int:
     model = InferenceModel(net, device, opts.dtype, opts.compile)
     size = int(getattr(net.opts, "resolution", None) or 256)
     input_nc = int(net.opts.input_nc)
-    mask = parse_latent_mask(opts.latent_mask, model.n_latent)
+    mask = parse_latent_mask(opts.latent_mask, model.n_latent)  # checked against the model before any work
+    interp_layers = parse_latent_mask(opts.interp_layers, model.n_latent, "--interp_layers") \
+        if opts.interp_layers else None
     log.info("model %s: encoder input %dx%dx%d, generator %d² (n_latent %d), device %s, %s%s",
              opts.checkpoint, input_nc, size, size, net.decoder.size, model.n_latent, device, opts.dtype,
              ", compiled" if opts.compile else "")
@@ -134,7 +137,7 @@ def run(opts, net: Optional[pSp] = None) -> int:
 
     wall = time.perf_counter() - wall0
     if opts.interpolate:
-        _write_interpolation(model, pair, opts, out)
+        _write_interpolation(model, pair, opts, out, interp_layers)
     summary = {
         "checkpoint": str(opts.checkpoint), "input": str(opts.input), "device": str(device), "dtype": opts.dtype,
         "compile": bool(opts.compile), "images": n_done, "failed": failed, "batch_size": opts.batch_size,

@@ -25,25 +25,37 @@ def default_latent_mask(n_latent: int) -> list[int]:
     return list(range(math.ceil(8 * n_latent / 18), n_latent))
 
 
-def parse_latent_mask(text: Optional[str], n_latent: int) -> list[int]:
-    """'8,9,10' or '8-17' (0-based, inclusive ranges) -> sorted layer indices; None/'' -> the default."""
-    if not text:
-        return default_latent_mask(n_latent)
+def parse_layers(text: str, option: str = "--latent_mask") -> list[int]:
+    """'8,9,10' or '8-17' (0-based, inclusive ranges) -> sorted layer indices; ``ValueError`` naming
+    ``option`` for anything else (words, negative indices, empty or reversed ranges such as 9-5)."""
     layers: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
+    for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        if "-" in part:
-            lo, hi = (int(v) for v in part.split("-", 1))
-            layers.update(range(lo, hi + 1))
-        else:
-            layers.add(int(part))
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi if sep else lo)
+        except ValueError:
+            raise ValueError(f"{option} {text!r}: {part!r} is not a 0-based layer index or an inclusive range "
+                             "like 8-17") from None
+        if first > last:
+            raise ValueError(f"{option} {text!r}: the range {part!r} is empty (write it low-high, e.g. {last}-{first})")
+        layers.update(range(first, last + 1))
+    if not layers:
+        raise ValueError(f"{option} {text!r}: no layers given")
+    return sorted(layers)
+
+
+def parse_latent_mask(text: Optional[str], n_latent: int, option: str = "--latent_mask") -> list[int]:
+    """:func:`parse_layers`, checked against the generator's ``n_latent`` layers; None/'' -> the default."""
+    if not text:
+        return default_latent_mask(n_latent)
+    layers = parse_layers(text, option)
     bad = [i for i in layers if not 0 <= i < n_latent]
     if bad:
-        raise ValueError(f"latent_mask {text!r}: layers {sorted(bad)} outside 0..{n_latent - 1} "
+        raise ValueError(f"{option} {text!r}: layers {bad} outside 0..{n_latent - 1} "
                          f"(indices are 0-based; this generator has {n_latent} style layers)")
-    return sorted(layers)
+    return layers
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ from typing import Sequence
 from render2style.cli import add_tool_info
 from render2style.inference.inputs import DEFAULT_EXCLUDE
 from render2style.options.train_options import str2bool
+from render2style.options.validators import float_at_least, int_at_least, layer_spec
 
 
 def _add_bool(parser: argparse._ActionsContainer, name: str, default: bool, help: str) -> None:
@@ -45,27 +46,28 @@ class EncodeOptions:
         g.add_argument("--out", "--exp_dir", dest="out", required=True, help="output folder")
         g.add_argument("--exclude", type=lambda s: tuple(v for v in s.split(",") if v), default=DEFAULT_EXCLUDE,
                        help="comma-separated file-name patterns skipped in folders and globs")
-        g.add_argument("--video_every", type=int, default=1, help="encode every N-th video frame")
-        g.add_argument("--max_frames", type=int, default=None, help="stop a video after this many frames")
+        g.add_argument("--video_every", type=int_at_least(1), default=1, help="encode every N-th video frame")
+        g.add_argument("--max_frames", type=int_at_least(1), default=None, help="stop a video after this many frames")
         _add_bool(g, "resize_outputs", False, "write generated images at 256² instead of the generator size")
         _add_bool(g, "codes_per_batch", False,
                   "one codes_XXXXX.npy [B, n_latent, 512] + .json of names per batch instead of one .npy per input")
         _add_bool(g, "save_grid", False, "also write input | output (| variants) side-by-side images")
         _add_bool(g, "save_images", True, "write the generated images")
         g.add_argument("--on_error", choices=["skip", "fail"], default="skip",
-                       help="unreadable input: log a message naming it and continue, or stop")
+                       help="unreadable input: log a message naming it and continue, or stop; "
+                            "either way the exit status is 1 when any input failed")
 
         g = p.add_argument_group("runtime")
         g.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
-        g.add_argument("--batch_size", "--test_batch_size", dest="batch_size", type=int, default=8)
-        g.add_argument("--workers", "--test_workers", dest="workers", type=int, default=2,
+        g.add_argument("--batch_size", "--test_batch_size", dest="batch_size", type=int_at_least(1), default=8)
+        g.add_argument("--workers", "--test_workers", dest="workers", type=int_at_least(0), default=2,
                        help="DataLoader worker processes (0 = load in the main process)")
         g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
         _add_bool(g, "compile", False, "torch.compile the model (falls back to eager with a warning)")
 
         g = p.add_argument_group("style mixing (K photoreal variants per input)")
-        g.add_argument("--n_variants", "--n_outputs_to_generate", dest="n_variants", type=int, default=0)
-        g.add_argument("--latent_mask", default=None,
+        g.add_argument("--n_variants", "--n_outputs_to_generate", dest="n_variants", type=int_at_least(0), default=0)
+        g.add_argument("--latent_mask", type=layer_spec, default=None,
                        help="0-based layers to mix, e.g. 8,9,10 or 8-17 (default: ceil(8·n_latent/18)..n_latent-1)")
         g.add_argument("--mix_alpha", type=float, default=None, help="weight of the random style (default 1)")
         g.add_argument("--truncation", type=float, default=1.0, help="psi of the random styles toward latent_avg")
@@ -73,10 +75,10 @@ class EncodeOptions:
 
         g = p.add_argument_group("interpolation (morph between the first two inputs)")
         _add_bool(g, "interpolate", False, "render a morph sequence between the first two inputs' codes")
-        g.add_argument("--interp_steps", type=int, default=16)
-        g.add_argument("--interp_layers", default=None, help="0-based layers that move (default: all)")
+        g.add_argument("--interp_steps", type=int_at_least(2), default=16)
+        g.add_argument("--interp_layers", type=layer_spec, default=None, help="0-based layers that move (default: all)")
         g.add_argument("--interp_video", choices=["none", "mp4", "gif"], default="none")
-        g.add_argument("--fps", type=float, default=8.0)
+        g.add_argument("--fps", type=float_at_least(0, strict=True), default=8.0)
 
         g = p.add_argument_group("paste-back into the original (unaligned) images")
         _add_bool(g, "paste_back", False, "composite outputs into the originals using saved alignment transforms")
@@ -86,14 +88,8 @@ class EncodeOptions:
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         opts = self.parser.parse_args(argv)
-        if opts.batch_size < 1:
-            self.parser.error("--batch_size must be >= 1")
-        if opts.n_variants < 0:
-            self.parser.error("--n_variants must be >= 0")
         if opts.mix_alpha is not None and not 0.0 <= opts.mix_alpha <= 1.0:
             self.parser.error("--mix_alpha must be in [0, 1]")
-        if opts.interpolate and opts.interp_steps < 2:
-            self.parser.error("--interp_steps must be >= 2")
         if opts.paste_back and not opts.transforms:
             self.parser.error("--paste_back needs --transforms DIR (from r2s-align-faces)")
         return opts

@@ -11,8 +11,10 @@ import argparse
 from typing import Any, Sequence
 
 from render2style.cli import add_tool_info
+from render2style.options.validators import float_at_least, int_at_least
 
 DEMO_EXP_DIR = "experiments/demo"
+LAMBDA = float_at_least(0.0)  # loss weights
 
 # The demo world on a CPU: 64x64 demo generator, 64x64 encoder input, a light pSp encoder (IR-SE18
 # backbone, 128-wide map2style blocks: 21M parameters instead of 152M; best_model.pt ~95 MB), a few
@@ -110,24 +112,24 @@ class TrainOptions:
         _add_bool(g, "train_decoder", False, "also train the generator")
 
         g = p.add_argument_group("optimization")
-        g.add_argument("--batch_size", type=int, default=4,
+        g.add_argument("--batch_size", type=int_at_least(1), default=4,
                        help="batch size PER RANK; effective batch = batch_size x world size")
-        g.add_argument("--test_batch_size", type=int, default=2, help="validation batch size per rank")
-        g.add_argument("--workers", type=int, default=4, help="train dataloader workers per rank")
-        g.add_argument("--test_workers", type=int, default=2, help="validation dataloader workers per rank")
-        g.add_argument("--learning_rate", type=float, default=1e-4)
+        g.add_argument("--test_batch_size", type=int_at_least(1), default=2, help="validation batch size per rank")
+        g.add_argument("--workers", type=int_at_least(0), default=4, help="train dataloader workers per rank")
+        g.add_argument("--test_workers", type=int_at_least(0), default=2, help="validation dataloader workers per rank")
+        g.add_argument("--learning_rate", type=float_at_least(0, strict=True), default=1e-4)
         g.add_argument("--optim_name", type=str, default="ranger", choices=["ranger", "adam"])
-        g.add_argument("--max_steps", type=int, default=500000)
+        g.add_argument("--max_steps", type=int_at_least(1), default=500000)
         g.add_argument("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
                        help="autocast precision (fp16 uses a GradScaler)")
         _add_bool(g, "sync_bn", False, "DDP on CUDA: SyncBatchNorm in the encoder (not available on CPU)")
 
         g = p.add_argument_group("losses")
-        g.add_argument("--l2_lambda", type=float, default=1.0)
-        g.add_argument("--lpips_lambda", type=float, default=0.8)
-        g.add_argument("--id_lambda", type=float, default=0.1)
-        g.add_argument("--w_norm_lambda", type=float, default=0.0)
-        g.add_argument("--latent_lambda", type=float, default=1.0, help="MSE to the teacher's W+ code")
+        g.add_argument("--l2_lambda", type=LAMBDA, default=1.0)
+        g.add_argument("--lpips_lambda", type=LAMBDA, default=0.8)
+        g.add_argument("--id_lambda", type=LAMBDA, default=0.1)
+        g.add_argument("--w_norm_lambda", type=LAMBDA, default=0.0)
+        g.add_argument("--latent_lambda", type=LAMBDA, default=1.0, help="MSE to the teacher's W+ code")
         g.add_argument("--latent_layer_weights", type=_layer_weights, default=None,
                        help="comma-separated per-layer weights of the latent loss (n_latent values)")
         _add_bool(g, "mask_losses", False, "weight the image losses by the render's face mask")
@@ -146,10 +148,10 @@ class TrainOptions:
         _add_bool(g, "skip_corrupt", False, "skip (and count) unreadable files instead of stopping")
 
         g = p.add_argument_group("logging")
-        g.add_argument("--image_interval", type=int, default=100, help="steps between image grids")
-        g.add_argument("--board_interval", type=int, default=50, help="steps between scalar logs")
-        g.add_argument("--val_interval", type=int, default=1000, help="steps between validations")
-        g.add_argument("--save_interval", type=int, default=None,
+        g.add_argument("--image_interval", type=int_at_least(1), default=100, help="steps between image grids")
+        g.add_argument("--board_interval", type=int_at_least(1), default=50, help="steps between scalar logs")
+        g.add_argument("--val_interval", type=int_at_least(1), default=1000, help="steps between validations")
+        g.add_argument("--save_interval", type=int_at_least(1), default=None,
                        help="steps between latest.pt saves (default: val_interval)")
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -161,8 +163,6 @@ class TrainOptions:
             self.parser.set_defaults(**DEMO_DEFAULTS)
             opts = self.parser.parse_args(argv)
             opts.demo = True
-        if opts.batch_size < 1 or opts.test_batch_size < 1:
-            self.parser.error("--batch_size and --test_batch_size must be >= 1")
         if opts.resolution < 16 or opts.style_channels < 1:
             self.parser.error("--resolution must be >= 16 and --style_channels >= 1")
         if opts.input_nc not in (3, 4):

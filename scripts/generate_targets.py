@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import torch
 
 from render2style.cli import add_tool_info
+from render2style.options.validators import int_at_least
 from render2style.teacher import METHODS, PerceptualNets, TeacherConfig
 from render2style.teacher.control_vectors import load_vectors
 from render2style.teacher.job import generate_targets, parse_shard
@@ -43,10 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DEMO option: drop the LPIPS/VGG terms (pixel, YUV and SSIM only); recorded in metadata")
     p.add_argument("--preset", choices=("paper", "demo"),
                    help="teacher settings: the paper's, or the CPU demo (default: demo with the demo generator)")
-    p.add_argument("--seeds", type=int, help="seeds per render (paper: 10)")
-    p.add_argument("--steps", type=int, help="steps of the final optimization: projector steps (garbin, projector) "
+    p.add_argument("--seeds", type=int_at_least(1), help="seeds per render (paper: 10)")
+    p.add_argument("--steps", type=int_at_least(1), help="steps of the final optimization: projector steps (garbin, projector) "
                                              "or Image2StyleGAN steps")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=override,
                    help="any TeacherConfig field, e.g. --set csanns_outer=48 (repeatable)")
     p.add_argument("--centroids", help="centroids file [k, 512] (.pt/.npy; fit_control_vectors.py); "
                                        "default: k-means in W")
@@ -54,11 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=parse_shard, help="i/n: process item k of the sorted ids iff k %% n == i")
     p.add_argument("--flip", action="store_true", help="also write targets of the horizontally flipped renders")
     p.add_argument("--device", help="default: cuda:LOCAL_RANK under torchrun, else cuda if available, else cpu")
-    p.add_argument("--limit", type=int, help="only the first N renders (sorted ids)")
+    p.add_argument("--limit", type=int_at_least(1), help="only the first N renders (sorted ids)")
     p.add_argument("--skip_corrupt", action="store_true", help="skip unreadable renders (counted) instead of stopping")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no_progress", action="store_true")
     return p
+
+
+def override(item: str) -> str:
+    """A ``--set KEY=VALUE`` whose key, type and range ``TeacherConfig`` accepts (checked at parse time)."""
+    try:
+        TeacherConfig().replace(**TeacherConfig.parse_overrides([item]))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return item
 
 
 def default_device() -> str:
@@ -85,7 +95,7 @@ def build_config(args, G) -> TeacherConfig:
 
 def load_perceptual(args, cfg: TeacherConfig, device: str):
     """PerceptualNets from local files, or False with --no_perceptual (the recorded demo option)."""
-    from render2style.criteria.pretrained import MissingWeightsError
+    from render2style.pretrained import MissingWeightsError
     if args.no_perceptual:
         log.warning("DEMO option --no_perceptual: LPIPS/VGG terms dropped (recorded in every target's metadata)")
         return False

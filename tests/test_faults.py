@@ -2,6 +2,7 @@
 import json
 import multiprocessing
 import os
+import re
 import signal
 import tempfile
 import time
@@ -481,3 +482,60 @@ def test_a_resumed_run_logs_each_step_once_on_the_board(tmp_path):
     board = EventAccumulator(str(tmp_path / "logs"))
     board.Reload()
     assert [e.step for e in board.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+
+
+# --- options validated at parse time, naming the option ---------------------------------------------
+def _parse_error(parse, argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+ENCODE = ["--checkpoint", "c.pt", "--input", "in", "--out", "out"]
+TRAIN = ["--renders", "r", "--exp_dir", "e"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (ENCODE + ["--latent_mask", "9-5"], r"--latent_mask: '9-5': the range '9-5' is empty"),
+    (ENCODE + ["--latent_mask", "a-b"], r"--latent_mask: 'a-b': 'a-b' is not a 0-based layer index"),
+    (ENCODE + ["--latent_mask=-3"], r"--latent_mask: '-3': '-3' is not a 0-based layer index"),
+    (ENCODE + ["--interp_layers", "4-x"], r"--interp_layers: '4-x'"),
+    (ENCODE + ["--batch_size", "0"], r"--batch_size/--test_batch_size: expected an integer >= 1, got 0"),
+])
+def test_bad_encode_options_are_named_at_parse_time(argv, message, capsys):
+    from render2style.options.encode_options import EncodeOptions
+    assert re.search(message, _parse_error(EncodeOptions().parse, argv, capsys))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (TRAIN + ["--save_interval", "0"], r"--save_interval: expected an integer >= 1, got 0"),
+    (TRAIN + ["--max_steps", "0"], r"--max_steps: expected an integer >= 1, got 0"),
+    (TRAIN + ["--max_steps", "-5"], r"--max_steps: expected an integer >= 1, got -5"),
+    (TRAIN + ["--val_interval", "0"], r"--val_interval: expected an integer >= 1"),
+    (TRAIN + ["--learning_rate", "0"], r"--learning_rate: expected a number > 0"),
+    (TRAIN + ["--l2_lambda", "-1"], r"--l2_lambda: expected a number >= 0"),
+])
+def test_bad_train_options_are_named_at_parse_time(argv, message, capsys):
+    from render2style.options.train_options import TrainOptions
+    assert re.search(message, _parse_error(TrainOptions().parse, argv, capsys))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--seeds", "0"], r"--seeds: expected an integer >= 1, got 0"),
+    (["--steps", "-1"], r"--steps: expected an integer >= 1, got -1"),
+    (["--limit", "-1"], r"--limit: expected an integer >= 1, got -1"),
+    (["--set", "n_samples=abc"], r"--set: --set 'n_samples=abc': expected an integer"),
+    (["--set", "n_samples=0"], r"--set: TeacherConfig.n_samples must be an integer >= 1, got 0"),
+])
+def test_bad_target_job_options_are_named_at_parse_time(argv, message, capsys):
+    from render2style.scripts.generate_targets import build_parser
+    assert re.search(message, _parse_error(build_parser().parse_args, ["--out", "o", *argv], capsys))
+
+
+def test_interp_layers_outside_the_generator_name_the_option_before_any_work(net, tmp_path):
+    (tmp_path / "in").mkdir()
+    face_png(tmp_path / "in" / "x.png", 40)
+    with pytest.raises(ValueError, match=r"--interp_layers '40-50': layers \[40, .*outside 0\.\.9"):
+        encode(net, "--input", tmp_path / "in", "--out", tmp_path / "out", "--interpolate", "--interp_layers", "40-50")
+    assert not (tmp_path / "out" / "latents").exists() or not list((tmp_path / "out" / "latents").iterdir())
