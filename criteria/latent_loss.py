@@ -23,8 +23,10 @@ class LatentLoss(nn.Module):
             raise ValueError(f"per_layer_weights must be non-negative with a positive sum, got {per_layer_weights}")
         self.register_buffer("per_layer_weights", weights, persistent=False)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """pred, target: [B, n_latent, 512]; valid: [B] bool (all valid when None). Returns a scalar."""
+    def sums(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of the per-sample losses of the valid samples, their number): the loss before the mean,
+        so that a distributed run can divide by the valid samples of the global batch."""
         if pred.shape != target.shape or pred.dim() != 3:
             raise ValueError(f"pred and target must both be [B, n_latent, 512], got {tuple(pred.shape)} "
                              f"and {tuple(target.shape)}")
@@ -42,4 +44,9 @@ class LatentLoss(nn.Module):
                 raise ValueError(f"{w.numel()} per-layer weights for {per_layer.shape[1]} layers")
             w = w.to(per_layer)
             per_sample = (per_layer * w).sum(dim=1) / w.sum()
-        return per_sample.sum() / valid.sum().clamp_min(1)
+        return per_sample.sum(), valid.sum().to(per_sample.dtype)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """pred, target: [B, n_latent, 512]; valid: [B] bool (all valid when None). Returns a scalar."""
+        total, count = self.sums(pred, target, valid)
+        return total / count.clamp_min(1)

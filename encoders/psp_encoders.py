@@ -105,8 +105,13 @@ class GradualStyleEncoder(_IRSEEncoderBase):
             GradualStyleBlock(512, style_channels, sides[0] if i < coarse else sides[1] if i < coarse + medium
                               else sides[2])
             for i in range(n_styles))
-        self.latlayer1 = nn.Conv2d(256, 512, kernel_size=1)
-        self.latlayer2 = nn.Conv2d(128, 512, kernel_size=1)
+        # laterals only for the maps some style reads: a small generator (< 8 styles) has no fine styles,
+        # and a parameter no style uses would never get a gradient (DDP refuses such parameters)
+        _, medium, fine = self.split
+        if medium + fine:
+            self.latlayer1 = nn.Conv2d(256, 512, kernel_size=1)
+        if fine:
+            self.latlayer2 = nn.Conv2d(128, 512, kernel_size=1)
 
     @staticmethod
     def _upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -120,10 +125,10 @@ class GradualStyleEncoder(_IRSEEncoderBase):
             if i in self.taps:
                 feats[i] = x
         c1, c2, c3 = (feats[i] for i in self.taps)
-        coarse, medium, _ = self.split
-        p2 = self._upsample_add(c3, self.latlayer1(c2))
-        p1 = self._upsample_add(p2, self.latlayer2(c1))
-        maps = [c3] * coarse + [p2] * medium + [p1] * (self.n_styles - coarse - medium)
+        coarse, medium, fine = self.split
+        p2 = self._upsample_add(c3, self.latlayer1(c2)) if medium + fine else None
+        p1 = self._upsample_add(p2, self.latlayer2(c1)) if fine else None
+        maps = [c3] * coarse + [p2] * medium + [p1] * fine
         return torch.stack([style(m) for style, m in zip(self.styles, maps)], dim=1)
 
 

@@ -1,4 +1,6 @@
-"""DDP on 2 CPU processes (gloo) against 1 process on the same global batch.
+"""DDP on 2 CPU processes (gloo) against 1 process on the same global batch, with masked losses and
+items without a W+ target (what flips and face masks give), so each rank's mask area and number of
+latent targets differ: the masked L2 and the latent term must be normalised over the global batch.
 
 The model is ``TinyPSp`` (no BatchNorm): DDP averages gradients, which equals the single-process
 gradient of the global batch exactly when every rank has the same batch size and nothing normalizes
@@ -27,8 +29,8 @@ def _free_port() -> int:
 
 def _run(exp_dir, world: int, out) -> None:
     opts = toy_opts(exp_dir, "--batch_size", str(GLOBAL_BATCH // world), "--max_steps", "3",
-                    "--val_interval", "3", "--save_interval", "3", "--flip_p", "0")
-    trainer = Trainer(opts, net=TinyPSp(), datasets=(ToyItems(20), ToyItems(5, 1)))
+                    "--val_interval", "3", "--save_interval", "3", "--flip_p", "0", "--mask_losses")
+    trainer = Trainer(opts, net=TinyPSp(), datasets=(ToyItems(20, varied=True), ToyItems(5, 1)))
     history = trainer.train()
     val = trainer.validate()
     torch.save({"state": trainer.net.state_dict(), "val": val, "losses": [h["loss"] for h in history],

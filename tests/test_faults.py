@@ -539,3 +539,15 @@ def test_interp_layers_outside_the_generator_name_the_option_before_any_work(net
     with pytest.raises(ValueError, match=r"--interp_layers '40-50': layers \[40, .*outside 0\.\.9"):
         encode(net, "--input", tmp_path / "in", "--out", tmp_path / "out", "--interpolate", "--interp_layers", "40-50")
     assert not (tmp_path / "out" / "latents").exists() or not list((tmp_path / "out" / "latents").iterdir())
+
+
+# --- small generators: every encoder parameter is used (DDP refuses unused ones) ---------------------
+@pytest.mark.parametrize("n_styles", [3, 7, 10])
+def test_every_encoder_parameter_gets_a_gradient(n_styles):
+    import torch
+
+    from render2style.encoders.psp_encoders import GradualStyleEncoder
+    enc = GradualStyleEncoder(18, n_styles=n_styles, resolution=32, style_channels=8)
+    enc(torch.randn(2, 3, 32, 32)).square().mean().backward()
+    unused = [name for name, p in enc.named_parameters() if p.grad is None]
+    assert unused == []

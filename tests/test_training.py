@@ -50,20 +50,25 @@ class ToyItems(Dataset):
     """Renders with teacher targets: 'target' (teacher image) differs from 'input' but is learnable from
     it; a noise augmentation of the input drawn from the global RNG."""
 
-    def __init__(self, n: int, seed: int = 0, has_latent: bool = True):
+    def __init__(self, n: int, seed: int = 0, has_latent: bool = True, varied: bool = False):
         g = torch.Generator().manual_seed(seed)
         self.inputs = torch.rand(n, 3, SIZE, SIZE, generator=g) * 2 - 1
         self.targets = -0.5 * self.inputs.flip(-1) + 0.1 * torch.rand(n, 3, SIZE, SIZE, generator=g)
         self.latents = torch.randn(n, N_LATENT, DIM, generator=g) * 0.3
-        self.has_latent = has_latent
+        # varied: every third item has no W+ (like a flip without flipped targets)
+        self.has_latent = [has_latent and not (varied and i % 3 == 0) for i in range(n)]
+        self.masks = torch.ones(n, 1, SIZE, SIZE)
+        if varied:  # face masks of different areas, like renders
+            for i in range(n):
+                self.masks[i, :, : 4 + (5 * i) % (SIZE - 4)] = 0
 
     def __len__(self):
         return len(self.inputs)
 
     def __getitem__(self, i):
         noise = 0.05 * torch.randn(3, SIZE, SIZE)  # augmentation from the global RNG
-        return {"input": self.inputs[i] + noise, "target": self.targets[i], "mask": torch.ones(1, SIZE, SIZE),
-                "latent": self.latents[i], "has_latent": torch.tensor(self.has_latent),
+        return {"input": self.inputs[i] + noise, "target": self.targets[i], "mask": self.masks[i],
+                "latent": self.latents[i], "has_latent": torch.tensor(self.has_latent[i]),
                 "flipped": torch.tensor(False), "id": f"toy{i}"}
 
 
@@ -186,9 +191,9 @@ def test_trainer_passes_the_teacher_image_to_the_loss(tmp_path):
     seen = []
 
     class Spy(EncoderObjective):
-        def terms(self, y_hat, latents, batch, latent_avg):
+        def terms(self, y_hat, latents, batch, latent_avg, ranks=None):
             seen.append((batch["input"].clone(), batch["target"].clone(), batch["id"]))
-            return super().terms(y_hat, latents, batch, latent_avg)
+            return super().terms(y_hat, latents, batch, latent_avg, ranks)
 
     opts = toy_opts(tmp_path, "--max_steps", "1")
     data = ToyItems(20, 0)
@@ -273,8 +278,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     class NaNAtStep4(EncoderObjective):
         calls = 0
 
-        def terms(self, y_hat, latents, batch, latent_avg):
-            loss, values = super().terms(y_hat, latents, batch, latent_avg)
+        def terms(self, y_hat, latents, batch, latent_avg, ranks=None):
+            loss, values = super().terms(y_hat, latents, batch, latent_avg, ranks)
             NaNAtStep4.calls += 1  # training calls only: validation calls forward
             if NaNAtStep4.calls == 4:
                 loss, values = loss * float("nan"), values * float("nan")

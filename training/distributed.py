@@ -73,6 +73,15 @@ def all_reduce_sum(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return values.cpu()
 
 
+def sum_over_ranks(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Sum a tensor over ranks where it lives (no host sync; identity for one process)."""
+    if not env.distributed:
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
 def broadcast_flag(flag: bool, env: DistEnv) -> bool:
     """True on every rank when it is True on any rank (used to stop all ranks together)."""
     if not env.distributed:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
-from render2style.criteria.l2 import masked_mse
+from render2style.criteria.l2 import masked_se
 from render2style.criteria.resize import resize_image
 
 log = logging.getLogger(__name__)
+
+#: (sum of a device tensor over the ranks, world size)
+RankSum = tuple[Callable[[torch.Tensor], torch.Tensor], int]
 
 
 def _id_weights(opts: argparse.Namespace) -> str | None:
@@ -57,15 +60,26 @@ class EncoderObjective(nn.Module):
             self.names.append("id_improve")
 
     def terms(self, y_hat: torch.Tensor, latents: torch.Tensor, batch: dict[str, Any],
-              latent_avg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+              latent_avg: torch.Tensor, ranks: Optional[RankSum] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Total loss (scalar tensor) and the detached values of ``self.names`` as one float tensor on the
-        device: no host sync, so the trainer fetches them together with its gradient check."""
+        device: no host sync, so the trainer fetches them together with its gradient check.
+
+        ``ranks`` (training under DDP): ``(sum over ranks, world size)``. The masked L2 and the latent
+        term are then normalised by the mask weight / valid samples of the global batch, so that DDP's
+        gradient average equals one process's gradient on the global batch.
+        """
+        def mean(total: torch.Tensor, weight: torch.Tensor, floor: float) -> torch.Tensor:
+            if ranks is None:
+                return total / weight.clamp_min(floor)
+            all_ranks, world = ranks
+            return total * world / all_ranks(weight.detach()).clamp_min(floor)
+
         target = batch["target"].to(y_hat.device, y_hat.dtype)
         y_hat = resize_image(y_hat, target.shape[-1])
         mask = batch["mask"].to(y_hat.device) if self.mask_losses else None
         terms: dict[str, torch.Tensor] = {}
         if self.lambdas["l2"] > 0:
-            terms["l2"] = masked_mse(y_hat, target, mask)
+            terms["l2"] = mean(*masked_se(y_hat, target, mask), 1e-8)
         if self.lpips is not None:
             terms["lpips"] = self.lpips(y_hat, target, mask)
         extra = []
@@ -76,7 +90,7 @@ class EncoderObjective(nn.Module):
         if self.latent is not None:
             w_star = batch["latent"].to(latents.device, latents.dtype)
             valid = batch["has_latent"].to(latents.device).bool()
-            terms["latent"] = self.latent(latents, w_star, valid)
+            terms["latent"] = mean(*self.latent.sums(latents, w_star, valid), 1.0)
         if self.w_norm is not None:
             terms["w_norm"] = self.w_norm(latents, latent_avg)
         loss = sum(self.lambdas[k] * v for k, v in terms.items())

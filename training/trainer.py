@@ -30,7 +30,8 @@ from torch.utils.tensorboard import SummaryWriter
 from render2style.options.train_options import opts_to_dict
 from render2style.training import checkpointing as ckpt_io
 from render2style.training.data import EpochSampler, SeededItems, ShardSampler, make_loader
-from render2style.training.distributed import DistEnv, all_reduce_sum, broadcast_flag, setup_distributed
+from render2style.training.distributed import (DistEnv, all_reduce_sum, broadcast_flag, setup_distributed,
+                                               sum_over_ranks)
 from render2style.training.objective import EncoderObjective
 from render2style.training.ranger import Ranger
 from render2style.training.visuals import comparison_grid, save_grid
@@ -257,7 +258,8 @@ class Trainer:
         GradScaler semantics), and stop training after ``MAX_SKIPPED_STEPS`` in a row."""
         self.optimizer.zero_grad(set_to_none=True)
         y_hat, latents = self._forward(batch)
-        loss, values = self.objective.terms(y_hat, latents, batch, self.net.latent_avg)
+        ranks = (lambda t: sum_over_ranks(t, self.env), self.env.world_size) if self.env.distributed else None
+        loss, values = self.objective.terms(y_hat, latents, batch, self.net.latent_avg, ranks)
         self.scaler.scale(loss).backward()
         grads_ok = all_finite([p.grad for p in self.params]).to(values)
         *host, grads_ok = torch.cat([values, grads_ok[None]]).tolist()  # the step's one host sync
