@@ -73,6 +73,13 @@ def fit_control_vectors(argv: Sequence[str] | None = None) -> int:
     return exit_status(main(argv))
 
 
+def benchmark_teacher_quality(argv: Sequence[str] | None = None) -> int:
+    """``r2s-benchmark-teacher-quality``: ``main()`` returns its rows; exit 0."""
+    from render2style.scripts.benchmark_teacher_quality import main
+
+    return exit_status(main(argv))
+
+
 BENCHMARK_TEACHER_EXAMPLES = (
     "r2s-benchmark-teacher                                   # demo (+ paper when CUDA exists)",
     "r2s-benchmark-teacher --configs demo --cpu_threads 2",
