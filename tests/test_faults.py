@@ -64,9 +64,9 @@ def run_job(out, log_path, block_on=None, **kw):
     return job.generate_targets(Source(6), out, FAKE_G, TeacherConfig.demo(), "garbin", False, progress=False, **kw)
 
 
-def _child(out, log_path, block_on=None):
+def _child(out, log_path, block_on=None, shard=None):
     os.environ.pop("RANK", None), os.environ.pop("WORLD_SIZE", None)
-    run_job(out, log_path, block_on)
+    run_job(out, log_path, block_on, shard=shard)
 
 
 def computed(log_path):
@@ -85,10 +85,10 @@ def restore_job(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
 
 
-@pytest.mark.parametrize("n_procs", [2, 3])
-def test_concurrent_target_jobs_compute_every_item_exactly_once(tmp_path, restore_job, n_procs):
+@pytest.mark.parametrize("shards", [[None, None], [None, None, None], [None, (1, 2), (0, 2)]])
+def test_concurrent_target_jobs_compute_every_item_exactly_once(tmp_path, restore_job, shards):
     out, log_path = tmp_path / "t", tmp_path / "calls.log"
-    procs = [FORK.Process(target=_child, args=(out, log_path)) for _ in range(n_procs)]
+    procs = [FORK.Process(target=_child, args=(out, log_path, None, shard)) for shard in shards]
     for p in procs:
         p.start()
     for p in procs:
