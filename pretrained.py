@@ -1,8 +1,10 @@
 """Pretrained weight files, shared by every stage: where each file comes from, and safe loading.
 
-One home for the registry (``KNOWN_WEIGHTS``), its messages and the loaders every weights reader uses
-(``load_torch_file``, ``load_numpy_pickle``), so criteria, encoders, alignment and evaluation import it
-without importing each other. Model hubs are often unreachable (and always are on the build machines), so every pretrained network
+One home for the registry (``KNOWN_WEIGHTS``), its messages and the loaders every weights reader
+uses (``load_torch_file``, ``load_numpy_pickle``), so criteria, encoders, alignment and evaluation
+import it without importing each other.
+
+Model hubs are often unreachable (and always are on the build machines), so every pretrained network
 takes a local file. When the file is absent we stop with :class:`MissingWeightsError`, naming the
 file and where to get it; nothing ever runs silently on random weights. Files that torchvision or
 facenet-pytorch download by themselves are also looked up in the torch cache, where users with

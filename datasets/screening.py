@@ -41,7 +41,9 @@ def screen_renders(source, ids: Optional[Sequence[str]] = None, skip_corrupt: bo
     if not bad:
         return ids
     root = getattr(source, "root", type(source).__name__)
-    detail = "; ".join(f"{rid}: {p}" for rid, p in bad[:SHOWN]) + (f"; and {len(bad) - SHOWN} more" if len(bad) > SHOWN else "")
+    detail = "; ".join(f"{rid}: {p}" for rid, p in bad[:SHOWN])
+    if len(bad) > SHOWN:
+        detail += f"; and {len(bad) - SHOWN} more"
     if not skip_corrupt:
         raise ValueError(f"{root}: {len(bad)} of {len(ids)} {what} are unusable ({detail}); fix or remove them, "
                          "or pass --skip_corrupt to leave them out")

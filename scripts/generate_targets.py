@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("paper", "demo"),
                    help="teacher settings: the paper's, or the CPU demo (default: demo with the demo generator)")
     p.add_argument("--seeds", type=int_at_least(1), help="seeds per render (paper: 10)")
-    p.add_argument("--steps", type=int_at_least(1), help="steps of the final optimization: projector steps (garbin, projector) "
-                                             "or Image2StyleGAN steps")
+    p.add_argument("--steps", type=int_at_least(1),
+                   help="steps of the final optimization: projector steps (garbin, projector) or Image2StyleGAN steps")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=override,
                    help="any TeacherConfig field, e.g. --set csanns_outer=48 (repeatable)")
     p.add_argument("--centroids", help="centroids file [k, 512] (.pt/.npy; fit_control_vectors.py); "

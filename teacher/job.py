@@ -180,8 +180,8 @@ def check_run_config(out_dir: str | os.PathLike, config: dict[str, Any]) -> None
 
 
 def rebuild_metadata(out_dir: str | os.PathLike) -> Path:
-    """Rewrite ``metadata.csv`` from the finished items' ``meta/*.json`` (atomically, under a file lock so that concurrent
-    shards cannot replace a complete table with an older, shorter one)."""
+    """Rewrite ``metadata.csv`` from the finished items' ``meta/*.json`` (atomically, under a file lock so
+    that concurrent shards cannot replace a complete table with an older, shorter one)."""
     out = Path(out_dir)
     with open(out / ".metadata.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -1,5 +1,4 @@
 """Fault suite (issue 9): each case is a failure a demanding user hit; each test failed before its fix."""
-import json
 import multiprocessing
 import os
 import re
@@ -257,7 +256,6 @@ def test_images_below_the_minimum_size_are_refused_by_name(tmp_path):
 # --- finite or nothing: gradients checked after backward, weights checked before a save ---------------
 def _nan_grads_at(net, steps):
     """Make the first encoder parameter's gradient NaN at the given (1-based) backward calls."""
-    import torch
     calls = []
     param = next(net.encoder.parameters())
     param.register_hook(lambda g: (calls.append(1), g * float("nan") if len(calls) in steps else g)[1])
@@ -290,7 +288,8 @@ def test_a_non_finite_gradient_with_a_finite_loss_skips_the_update(tmp_path):
 def test_non_finite_gradients_every_step_stop_with_the_step_numbers(tmp_path, monkeypatch):
     from test_training import TinyPSp, ToyItems, toy_opts
 
-    from render2style.training import NonFiniteLossError, Trainer, trainer as trainer_module
+    from render2style.training import NonFiniteLossError, Trainer
+    from render2style.training import trainer as trainer_module
     monkeypatch.setattr(trainer_module, "MAX_SKIPPED_STEPS", 3)
     net = TinyPSp()
     _nan_grads_at(net, set(range(1, 100)))
@@ -464,8 +463,8 @@ def test_temp_files_of_interrupted_checkpoint_saves_are_swept_at_start_up(tmp_pa
 def test_a_resumed_run_logs_each_step_once_on_the_board(tmp_path):
     import shutil
 
-    from test_training import TinyPSp, ToyItems, toy_opts
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from test_training import TinyPSp, ToyItems, toy_opts
 
     from render2style.training import Trainer
 

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
