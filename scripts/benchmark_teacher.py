@@ -1,8 +1,14 @@
 """Seconds per teacher step (sampling, CS-ANNS, projection, selection) and per image.
 
-Two configurations (issue 3's speed targets, <= 60 s per image each):
+Configurations (the speed target is <= 60 s per image for each):
   demo   the CPU preset on the 64² demo generator, torch limited to ``--cpu_threads`` (2) threads;
+  r256   the paper's step structure at reduced counts on a random Generator(256) (64 samples, 4 CS-ANNS outer
+         iterations of 8 inner steps over 512 proposals, 50 projector steps, 1 seed; losses at 256²), on
+         the CPU with ``--cpu_threads`` threads: minutes per image where the paper's counts would take hours;
   paper  the paper's settings on a full-size, randomly initialised Generator(1024) on CUDA (timings only).
+
+Besides seconds, each row counts generator passes per image (images synthesised, and how many of them
+were differentiated), which do not depend on the machine's load.
 
     python -m render2style.scripts.benchmark_teacher                       # demo (+ paper when CUDA exists)
     python -m render2style.scripts.benchmark_teacher --configs paper --lpips_weights vgg16-397923af.pth \\
@@ -30,12 +36,13 @@ from render2style.utils.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 STEPS = ("sampling", "csanns", "projector", "selection")
-COLUMNS = ("config", "device", "generator", "perceptual", "method", "seeds", *STEPS, "total s/img", "priors s (once)")
+COLUMNS = ("config", "device", "generator", "perceptual", "method", "seeds", *STEPS, "total s/img",
+           "G images/img", "G backward/img", "priors s (once)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", help="comma-separated: demo,paper (default: demo, plus paper when CUDA exists)")
+    p.add_argument("--configs", help="comma-separated: demo,r256,paper (default: demo, plus paper when CUDA exists)")
     p.add_argument("--method", choices=METHODS, default="garbin")
     p.add_argument("--device", default="cuda", help="device of the paper configuration")
     p.add_argument("--cpu_threads", type=int, default=2, help="torch threads of the demo configuration")
@@ -75,13 +82,35 @@ def setup(name: str, args):
     if name == "demo":
         torch.set_num_threads(args.cpu_threads)
         return demo_generator(0), TeacherConfig.demo(), "cpu", 256, "demo 64²"
+    if name == "r256":
+        torch.set_num_threads(args.cpu_threads)
+        torch.manual_seed(0)
+        G = Generator(256, channel_multiplier=1).eval()
+        cfg = TeacherConfig(n_samples=64, csanns_outer=4, proj_steps=50, n_seeds=1, seed_batch=1, select_size=256,
+                            prior_samples=2000, chunk=16)
+        return G, cfg, "cpu", 256, "random Generator(256), channel multiplier 1"
     if name == "paper":
         if not torch.cuda.is_available() and args.device.startswith("cuda"):
             raise SystemExit("the paper configuration needs CUDA (or pass --device cpu and be patient)")
         torch.manual_seed(0)
         G = Generator(1024).to(args.device).eval()
         return G, TeacherConfig(), args.device, 1024, "random Generator(1024)"
-    raise SystemExit(f"unknown configuration {name!r} (expected demo or paper)")
+    raise SystemExit(f"unknown configuration {name!r} (expected demo, r256 or paper)")
+
+
+class PassCounter:
+    """Counts the images ``G.synthesis`` makes, and those made with gradients on (each then has a backward)."""
+
+    def __init__(self, G):
+        self.images = self.backward = 0
+        self._synthesis = G.synthesis
+        G.synthesis = self
+
+    def __call__(self, latent, *args, **kwargs):
+        self.images += latent.shape[0]
+        if torch.is_grad_enabled() and latent.requires_grad:
+            self.backward += latent.shape[0]
+        return self._synthesis(latent, *args, **kwargs)
 
 
 def benchmark(name: str, args) -> dict:
@@ -101,9 +130,10 @@ def benchmark(name: str, args) -> dict:
     warm = cfg.replace(n_samples=8, csanns_outer=1, csanns_proposals=8, csanns_inner=1, proj_steps=2,
                        n_seeds=1, seed_batch=1, i2s_steps=2)
     run_teacher(args.method, G, inputs[0], warm, perceptual, seed=0)  # lazy init, kernel selection
-    seconds = []
+    seconds, counter = [], PassCounter(G)
     for inp in inputs[1:]:
         seconds.append(run_teacher(args.method, G, inp, cfg, perceptual, seed=0).metrics["seconds"])
+    n = len(seconds)
     mean = {k: sum(s.get(k, 0.0) for s in seconds) / len(seconds) for k in (*STEPS, "total")}
     if args.method != "garbin":  # the baselines report one optimisation step under their own name
         mean["projector"] = sum(s.get(args.method, 0.0) for s in seconds) / len(seconds)
@@ -111,6 +141,7 @@ def benchmark(name: str, args) -> dict:
             f"cpu ({torch.get_num_threads()} threads)", "generator": gen_label, "perceptual": perc_label,
             "method": args.method, "seeds": cfg.n_seeds if args.method == "garbin" else 1,
             **{k: round(mean[k], 2) for k in STEPS}, "total s/img": round(mean["total"], 2),
+            "G images/img": counter.images // n, "G backward/img": counter.backward // n,
             "priors s (once)": round(priors_seconds, 2)}
 
 

@@ -31,8 +31,9 @@ import torch
 from render2style.cli import add_tool_info
 from render2style.teacher import METHODS, PerceptualNets, TeacherConfig, resolve_priors, run_teacher
 from render2style.teacher.closed_loop import closed_loop_cases
-from render2style.teacher.common import synthesize
+from render2style.teacher.common import seed_generators, stream_key, synthesize
 from render2style.teacher.run import build_problem, frozen
+from render2style.teacher.sampling import sampling_step
 from render2style.teacher.select import score_candidates
 from render2style.utils.io import atomic_write_text
 
@@ -111,14 +112,17 @@ def measure(G, prob, codes: torch.Tensor, cfg: TeacherConfig, render: torch.Tens
 
 
 def benchmark_target(G, inp, cfg: TeacherConfig, perceptual, methods: Sequence[str], target_id: str, source: str,
-                     w_true, landmarks, seed: int) -> list[dict]:
-    """Every row of one target: start, Garbin steps, selection, baselines."""
+                     w_true, landmarks, seed: int, agreement: dict) -> list[dict]:
+    """Every row of one target: start, Garbin steps, selection, baselines; the landmark top-k agreement of
+    step 1 is added to ``agreement`` (k -> list of bools)."""
     device = next(G.parameters()).device
     base = {"source": source, "target": target_id}
     nets = perceptual if perceptual is not False else None
     with frozen(G):
         prob = build_problem(G, inp, cfg, nets, device)
         w_avg = cfg.w_avg.to(device).reshape(1, 1, -1).expand(1, G.n_latent, -1)
+        for k, same in topk_agreement(G, prob, cfg, stream_key(target_id), seed).items():
+            agreement.setdefault(k, []).extend(same)
         out = [{**base, "method": "start", "step": "start", "seconds": 0.0,
                 **measure(G, prob, w_avg, cfg, inp.image, landmarks, w_true)[0]}]
         for method in methods:
@@ -141,6 +145,27 @@ def benchmark_target(G, inp, cfg: TeacherConfig, perceptual, methods: Sequence[s
             out.append({**base, "method": method, "step": "selection", "seconds": seconds["total"],
                         **measure(G, prob, res.w_plus[None].to(device), cfg, inp.image, landmarks, w_true)[0]})
     return out
+
+
+TOP_K = (1, 4, 8, 16, 32)
+
+
+def topk_agreement(G, prob, cfg: TeacherConfig, key, seed: int) -> dict[int, list[bool]]:
+    """Per k of :data:`TOP_K`: for each seed, does step 1 with the dlib term on the k best samples pick the
+    same sample as ranking all of them by the full eq. 1?"""
+    if prob.loss.landmarks is None:
+        return {}
+    full = cfg.replace(landmark_top_k=cfg.n_samples)
+    gens = seed_generators(seed, cfg.n_seeds, key=key, device=prob.target.device)
+    states = [g.get_state() for g in gens]
+
+    def pick(c):
+        for g, st in zip(gens, states):
+            g.set_state(st)
+        return sampling_step(G, prob.loss, c, gens)[0]
+    reference = pick(full)
+    return {k: [bool(torch.equal(a, b)) for a, b in zip(pick(cfg.replace(landmark_top_k=k)), reference)]
+            for k in TOP_K if k < cfg.n_samples}
 
 
 def _median(values) -> Optional[float]:
@@ -174,8 +199,10 @@ def markdown_table(rows: list[dict], title: str) -> str:
             pairs = [(by[(t, step)][metric], by[(t, before)][metric]) for t in targets
                      if (t, step) in by and (t, before) in by]
             ratio = _median(a / b for a, b in pairs if b)
+            improved = sum(a > b if metric == "ssim" else a < b for a, b in pairs)
             better = ratio is not None and (ratio > 1 if metric == "ssim" else ratio < 1)
-            gain = f"yes ({metric})" if better else f"**no gain** ({metric})"
+            gain = (f"yes ({metric}, {improved}/{len(pairs)})" if better else
+                    f"**no gain** ({metric}: better on {improved}/{len(pairs)})")
         if method in ("start", "garbin"):
             previous = step
         shown = {"start": "start (w̄)"}.get(step, step)
@@ -211,15 +238,20 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
         for rid in sorted(source.ids)[:args.limit]:
             targets.append((f"renders ({Path(args.renders).name})", rid, teacher_input(source[source.ids.index(rid)]),
                             None))
-    rows, t0 = [], time.perf_counter()
+    rows, agreement, t0 = [], {}, time.perf_counter()
     for i, (kind, tid, inp, w_true) in enumerate(targets):
-        rows += benchmark_target(G, inp, cfg, perceptual, methods, tid, kind, w_true, landmarks, args.seed)
+        rows += benchmark_target(G, inp, cfg, perceptual, methods, tid, kind, w_true, landmarks, args.seed, agreement)
         log.info("target %d/%d (%s) done, %.0f s so far", i + 1, len(targets), tid, time.perf_counter() - t0)
     header = (f"Generator: {g_name} ({G.size}²), preset {args.preset}{' ' + ' '.join(args.overrides) if args.overrides else ''}, "
               f"perceptual terms: {'LPIPS ' + cfg.lpips_net if perceptual is not False else 'off (demo)'}, "
               f"device {args.device}, {args.threads} threads, seeds {cfg.n_seeds}, seed {args.seed}.")
     tables = [header] + [markdown_table([r for r in rows if r["source"] == s], s)
                          for s in dict.fromkeys(r["source"] for r in rows)]
+    if agreement:
+        tables.append("Step 1's dlib term on only the k best samples (by the landmark-free loss) picks the same "
+                      "sample as the full ranking in: " + ", ".join(f"k={k}: {sum(v)}/{len(v)}"
+                                                                    for k, v in sorted(agreement.items())) +
+                      f" seed runs (the default is k={cfg.landmark_top_k}).")
     text = "\n\n".join(tables) + "\n"
     print(text)
     if args.out_md:

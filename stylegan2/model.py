@@ -86,7 +86,17 @@ class Upsample(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Style-modulated (and optionally demodulated) convolution, batched as one grouped convolution."""
+    """Style-modulated (and optionally demodulated) convolution, computed one of two equal ways:
+
+    - *fused* (the reference's): per-sample modulated weights, run as one grouped convolution;
+    - *activation* modulation (StyleGAN2-ADA's non-fused path): scale the input channels by the style,
+      one shared-weight convolution for the whole batch, scale the output channels by the
+      demodulation coefficients rsqrt(s² · Σ_k w² + 1e-8).
+
+    ``fused`` None (auto) takes the activation path when the batch is larger than 1 or the weight needs
+    no gradient (a frozen generator: backward then needs input gradients only, no per-sample weight
+    gradients); True / False force a path.
+    """
 
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
                  demodulate: bool = True, upsample: bool = False, blur_kernel: Sequence[int] = BLUR_KERNEL):
@@ -101,12 +111,19 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
+        self.fused: Optional[bool] = None
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         assert c == self.in_channel, f"expected {self.in_channel} input channels, got {c}"
-        s = self.modulation(style).view(b, 1, c, 1, 1)
-        weight = self.scale * self.weight * s
+        s = self.modulation(style)
+        fused = self.fused if self.fused is not None else (b == 1 and self.weight.requires_grad)
+        out = self._fused(x, s) if fused else self._activations(x, s)
+        return self.blur(out) if self.upsample else out
+
+    def _fused(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        weight = self.scale * self.weight * s.view(b, 1, c, 1, 1)
         if self.demodulate:
             demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
             weight = weight * demod.view(b, self.out_channel, 1, 1, 1)
@@ -115,11 +132,22 @@ class ModulatedConv2d(nn.Module):
         if self.upsample:
             weight = weight.transpose(1, 2).reshape(b * c, self.out_channel, k, k)
             out = F.conv_transpose2d(x, weight.to(x.dtype), padding=0, stride=2, groups=b)
-            out = out.view(b, self.out_channel, out.shape[2], out.shape[3])
-            return self.blur(out)
-        weight = weight.view(b * self.out_channel, c, k, k)
-        out = F.conv2d(x, weight.to(x.dtype), padding=self.padding, groups=b)
+        else:
+            out = F.conv2d(x, weight.view(b * self.out_channel, c, k, k).to(x.dtype), padding=self.padding, groups=b)
         return out.view(b, self.out_channel, out.shape[2], out.shape[3])
+
+    def _activations(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        weight = self.scale * self.weight[0]                                   # [out, in, k, k]
+        x = x * s.view(b, -1, 1, 1).to(x.dtype)
+        if self.upsample:
+            out = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), padding=0, stride=2)
+        else:
+            out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
+        if self.demodulate:
+            demod = torch.rsqrt(s.pow(2) @ weight.pow(2).sum([2, 3]).t() + 1e-8)  # [b, out]
+            out = out * demod.view(b, self.out_channel, 1, 1).to(out.dtype)
+        return out
 
 
 class NoiseInjection(nn.Module):

@@ -83,10 +83,12 @@ def csanns_step(G, loss: TeacherLoss, cfg: TeacherConfig, w_start: torch.Tensor,
         for it in range(cfg.csanns_inner):
             for group in opt.param_groups:
                 group["lr"] = inner_lr(cfg, it)
-            logits = cfg.csanns_logit_scale * theta
-            beta = (cfg.csanns_beta_scale * theta_beta).clamp(-cfg.beta_max, cfg.beta_max)
-            w = convex_combination(logits, candidates, beta, controls)
-            total = loss(synthesize(G, w, cfg.amp))["total"]
+            last = it == cfg.csanns_inner - 1
+            with torch.set_grad_enabled(not last):      # the last point is evaluated, never stepped from
+                logits = cfg.csanns_logit_scale * theta
+                beta = (cfg.csanns_beta_scale * theta_beta).clamp(-cfg.beta_max, cfg.beta_max)
+                w = convex_combination(logits, candidates, beta, controls)
+                total = loss(synthesize(G, w, cfg.amp))["total"]
             with torch.no_grad():
                 better = total < best
                 best = torch.where(better, total, best)
@@ -96,8 +98,8 @@ def csanns_step(G, loss: TeacherLoss, cfg: TeacherConfig, w_start: torch.Tensor,
                 stats["max_proposal_weight"] = torch.maximum(stats["max_proposal_weight"], weights.amax(dim=(1, 2)))
                 stats["max_abs_beta"] = torch.maximum(stats["max_abs_beta"],
                                                       beta.abs().amax(dim=1) if beta.numel() else 0 * best)
-            if it == cfg.csanns_inner - 1:
-                break  # the next point would never be evaluated
+            if last:
+                break
             opt.zero_grad(set_to_none=True)
             total.sum().backward()
             opt.step()

@@ -100,3 +100,27 @@ def test_encode_benchmark_rows_are_well_formed(monkeypatch):
     text = benchmark.to_markdown({"date": "d", "device": "cpu", "torch": "t", "iters": 2, "warmup": 0,
                                   "batch_size": 2, "rows": rows, "load_start": "1", "load_end": "1"})
     assert len([l for l in text.splitlines() if l.startswith("| demo")]) == 2
+
+
+def test_teacher_quality_benchmark_reports_every_step_and_its_gain(tmp_path):
+    """Closed loop on the demo generator with tiny counts: a row per step and baseline, the gains computed
+    from those rows (CS-ANNS and the projector lower eq. 1 here), and the CSV holding the same rows."""
+    from render2style.scripts import benchmark_teacher_quality as bq
+    tiny = ["n_samples=16", "csanns_outer=2", "csanns_proposals=16", "proj_steps=10", "n_seeds=1", "seed_batch=1",
+            "prior_samples=300", "interp_layers=1", "interp_alphas=0.9"]
+    rows = bq.main(["--n", "2", "--methods", "garbin,projector", "--no_landmarks", "--threads", "1",
+                    "--out_csv", str(tmp_path / "q.csv"), "--out_md", str(tmp_path / "q.md"),
+                    *[a for t in tiny for a in ("--set", t)]])
+    steps = [(r["target"], r["method"], r["step"]) for r in rows]
+    assert len(steps) == 2 * 6 and len(set(steps)) == len(steps)
+    by = {(r["target"], r["step"]): r for r in rows if r["method"] in ("garbin", "start")}
+    for target in {r["target"] for r in rows}:
+        assert by[(target, "csanns")]["loss"] < by[(target, "sampling")]["loss"] < by[(target, "start")]["loss"]
+        assert by[(target, "selection")]["ssim"] == max(r["ssim"] for r in rows
+                                                         if r["target"] == target and r["method"] == "garbin")
+        assert by[(target, "start")]["w_err"] > 0
+    table = (tmp_path / "q.md").read_text()
+    for label in ("start (w̄)", "| sampling |", "| csanns |", "| projector |", "| selection |", "baseline projector"):
+        assert label in table
+    assert "yes (loss, 2/2)" in table
+    assert len((tmp_path / "q.csv").read_text().strip().splitlines()) == len(rows) + 1

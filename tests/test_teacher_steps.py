@@ -196,14 +196,20 @@ def test_csanns_inner_learning_rate_schedule(G, cfg, problems, monkeypatch):
 
 
 def test_csanns_returns_the_best_point_it_evaluated(G, cfg, problems):
-    evaluated = []
+    """The last point is made the worst one seen (+1 on the final evaluation), so returning the last point
+    instead of the best one cannot pass by luck."""
+    c = cfg.replace(csanns_outer=2)
+    evaluated, last = [], 1 + c.csanns_outer * c.csanns_inner
 
     def loss(x):
-        terms = problems[0].loss(x)
+        terms = dict(problems[0].loss(x))
+        if len(evaluated) + 1 == last:
+            terms["total"] = terms["total"] + 1.0
         evaluated.append(terms["total"].detach())
         return terms
     w0 = cfg.centroids[:2, None].expand(-1, G.n_latent, -1).contiguous()
-    w_n, best, _ = csanns_step(G, loss, cfg.replace(csanns_outer=2), w0, seed_generators(0, 2))
+    w_n, best, _ = csanns_step(G, loss, c, w0, seed_generators(0, 2))
+    assert len(evaluated) == last
     assert torch.allclose(best, torch.stack(evaluated).min(0).values)
     with torch.no_grad():
         assert torch.allclose(problems[0].loss(G.synthesis(w_n))["total"], best, rtol=1e-4)
