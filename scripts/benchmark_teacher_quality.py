@@ -22,8 +22,8 @@ import io
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -77,13 +77,13 @@ class LandmarkError:
         self.dlib = DlibLandmarks()
         self.found = self.tried = 0
 
-    def _points(self, image: torch.Tensor) -> Optional[np.ndarray]:
+    def _points(self, image: torch.Tensor) -> np.ndarray | None:
         x = torch.nn.functional.interpolate(image[None].float(), size=256, mode="bilinear", align_corners=False)
         rgb = ((x[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         faces = self.dlib(rgb)
         return faces[0] if faces else None
 
-    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> Optional[float]:
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> float | None:
         self.tried += 1
         pa, pb = self._points(a), self._points(b)
         if pa is None or pb is None:
@@ -98,8 +98,8 @@ def measure(G, prob, codes: torch.Tensor, cfg: TeacherConfig, render: torch.Tens
     ssims, losses = score_candidates(G, codes, prob.render, prob.render_mask, prob.loss, cfg.select_size,
                                      cfg.chunk, cfg.amp, noise=noise)
     rows = []
-    for i, (s, l) in enumerate(zip(ssims.tolist(), losses.tolist())):
-        row = {"loss": l, "ssim": s, "w_err": None, "landm_err": None}
+    for i, (s, loss) in enumerate(zip(ssims.tolist(), losses.tolist())):
+        row = {"loss": loss, "ssim": s, "w_err": None, "landm_err": None}
         if w_true is not None:
             row["w_err"] = float((codes[i].cpu() - w_true).norm(dim=-1).mean() / cfg.w_std)
         if landmarks is not None:
@@ -168,24 +168,25 @@ def topk_agreement(G, prob, cfg: TeacherConfig, key, seed: int) -> dict[int, lis
             for k in TOP_K if k < cfg.n_samples}
 
 
-def _median(values) -> Optional[float]:
+def _median(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
 
 
-def _fmt(v: Optional[float], digits: int = 4) -> str:
+def _fmt(v: float | None, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:.{digits}g}"
 
 
 def markdown_table(rows: list[dict], title: str) -> str:
     """Medians per step over the targets of one source, with each step's gain over the one before."""
     targets = sorted({r["target"] for r in rows})
+    present = {(r["method"], r["step"]) for r in rows}
     order = [(m, s) for m, s in [("start", "start")] + [("garbin", s) for s in STEPS[1:]] +
-             [(m, "baseline") for m in METHODS if m != "garbin"] if any((r["method"], r["step"]) == (m, s) for r in rows)]
+             [(m, "baseline") for m in METHODS if m != "garbin"] if (m, s) in present]
     by = {(r["target"], r["step"] if r["step"] != "baseline" else "baseline " + r["method"]): r for r in rows}
     lines = [f"**{title}** ({len(targets)} targets; medians)", "",
-             "| step | eq. 1 loss | ratio to previous step | SSIM in Ia | W+ error (/w_std) | landmark error (% width, found) "
-             "| seconds (cumulative) | gain |", "|---|---|---|---|---|---|---|---|"]
+             "| step | eq. 1 loss | ratio to previous step | SSIM in Ia | W+ error (/w_std) "
+             "| landmark error (% width, found) | seconds (cumulative) | gain |", "|---|---|---|---|---|---|---|---|"]
     previous = None
     for method, step in order:
         step = "baseline " + method if step == "baseline" else step
@@ -206,13 +207,13 @@ def markdown_table(rows: list[dict], title: str) -> str:
         if method in ("start", "garbin"):
             previous = step
         shown = {"start": "start (w̄)"}.get(step, step)
-        lines.append(f"| {shown} | {_fmt(loss)} | {_fmt(ratio, 3)} | {_fmt(ssim)} | "
-                     f"{_fmt(_median(r['w_err'] for r in here), 3)} | {_fmt(_median(found), 3)} ({len(found)}/{len(here)}) | "
-                     f"{_fmt(_median(r['seconds'] for r in here), 3)} | {gain} |")
+        w_err, landm = _fmt(_median(r["w_err"] for r in here), 3), _fmt(_median(found), 3)
+        lines.append(f"| {shown} | {_fmt(loss)} | {_fmt(ratio, 3)} | {_fmt(ssim)} | {w_err} | "
+                     f"{landm} ({len(found)}/{len(here)}) | {_fmt(_median(r['seconds'] for r in here), 3)} | {gain} |")
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
+def main(argv: Sequence[str] | None = None) -> list[dict]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -223,7 +224,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
         raise SystemExit(f"error: --methods: unknown {unknown}; expected a subset of {list(METHODS)}")
     G, w_avg, g_name = load_generator_arg(args.stylegan_weights, args.device)
     cfg = TeacherConfig.demo() if args.preset == "demo" else TeacherConfig()
-    cfg = cfg.replace(**TeacherConfig.parse_overrides(args.overrides), **({"w_avg": w_avg} if w_avg is not None else {}))
+    cfg = cfg.replace(**TeacherConfig.parse_overrides(args.overrides))
+    if w_avg is not None:
+        cfg = cfg.replace(w_avg=w_avg)
     perceptual = False                      # the demo option, stated in the table's header
     if args.lpips_weights:
         perceptual = PerceptualNets.load(args.lpips_weights, args.vgg_weights, lpips_net=cfg.lpips_net,
@@ -242,7 +245,8 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     for i, (kind, tid, inp, w_true) in enumerate(targets):
         rows += benchmark_target(G, inp, cfg, perceptual, methods, tid, kind, w_true, landmarks, args.seed, agreement)
         log.info("target %d/%d (%s) done, %.0f s so far", i + 1, len(targets), tid, time.perf_counter() - t0)
-    header = (f"Generator: {g_name} ({G.size}²), preset {args.preset}{' ' + ' '.join(args.overrides) if args.overrides else ''}, "
+    overrides = " " + " ".join(args.overrides) if args.overrides else ""
+    header = (f"Generator: {g_name} ({G.size}²), preset {args.preset}{overrides}, "
               f"perceptual terms: {'LPIPS ' + cfg.lpips_net if perceptual is not False else 'off (demo)'}, "
               f"device {args.device}, {args.threads} threads, seeds {cfg.n_seeds}, seed {args.seed}.")
     tables = [header] + [markdown_table([r for r in rows if r["source"] == s], s)

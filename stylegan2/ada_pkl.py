@@ -160,7 +160,8 @@ def ada_to_rosinality(ada: dict[str, torch.Tensor], source: str = "<pkl>") -> tu
             layer(f"synthesis.b{res}.conv1", f"convs.{2 * i + 1}", 2 * i + 2)
             to_rgb(f"synthesis.b{res}.torgb", f"to_rgbs.{i}")
     except KeyError as e:
-        raise ValueError(f"{source}: missing {e}; only the 'skip' generator architecture (config-f) is supported") from e
+        raise ValueError(f"{source}: missing {e}; only the 'skip' generator architecture (config-f) "
+                         "is supported") from e
     # The fixed FIR kernels are buffers in the rosinality layout: take them from a reference module.
     for k, v in Generator(**cfg).state_dict().items():
         if k.endswith(".kernel"):

@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -64,8 +64,8 @@ def infer_config(state: dict[str, torch.Tensor], source: str = "<state dict>") -
     return cfg
 
 
-def load_generator(path: str | os.PathLike, size: Optional[int] = None, device: str | torch.device = "cpu",
-                   key: str = "g_ema") -> tuple[Generator, Optional[torch.Tensor]]:
+def load_generator(path: str | os.PathLike, size: int | None = None, device: str | torch.device = "cpu",
+                   key: str = "g_ema") -> tuple[Generator, torch.Tensor | None]:
     """Build a Generator from a rosinality checkpoint with strict keys.
 
     Returns (generator in eval mode, ``latent_avg`` [1, style_dim] or None when the file has none).

@@ -7,7 +7,7 @@ these names are a public format, keep them stable.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ class EqualLinear(nn.Module):
     """Linear layer with equalized learning rate (weights scaled at run time) and an lr multiplier."""
 
     def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0,
-                 lr_mul: float = 1.0, activation: Optional[str] = None):
+                 lr_mul: float = 1.0, activation: str | None = None):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
@@ -111,7 +111,7 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
-        self.fused: Optional[bool] = None
+        self.fused: bool | None = None
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -157,7 +157,7 @@ class NoiseInjection(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         if noise is None:
             b, _, h, w = x.shape
             noise = x.new_empty(b, 1, h, w).normal_()
@@ -186,7 +186,7 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         return self.activate(self.noise(self.conv(x, style), noise=noise))
 
 
@@ -201,7 +201,7 @@ class ToRGB(nn.Module):
         self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, style) + self.bias.to(x.dtype)
         if skip is not None:
             out = out + self.upsample(skip)
@@ -260,7 +260,7 @@ class Generator(nn.Module):
 
     # --- mapping -------------------------------------------------------------------------------
     def mapping(self, z: torch.Tensor, truncation: float = 1.0,
-                truncation_latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+                truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
         """Z [B, style_dim] -> W [B, style_dim], optionally truncated toward ``truncation_latent``."""
         w = self.style(z)
         if truncation != 1.0:
@@ -270,7 +270,7 @@ class Generator(nn.Module):
         return w
 
     @torch.no_grad()
-    def mean_latent(self, n_latent: int = 4096, seed: Optional[int] = None) -> torch.Tensor:
+    def mean_latent(self, n_latent: int = 4096, seed: int | None = None) -> torch.Tensor:
         """Mean of the mapping network's output over ``n_latent`` random z: [1, style_dim]."""
         device = self.input.input.device
         gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
@@ -285,7 +285,7 @@ class Generator(nn.Module):
         """Alias of the mapping network, as in the reference code."""
         return self.style(z)
 
-    def make_noise(self, device: Optional[torch.device] = None) -> list[torch.Tensor]:
+    def make_noise(self, device: torch.device | None = None) -> list[torch.Tensor]:
         """Fresh noise maps, one per layer ([1, 1, res, res])."""
         device = device or self.input.input.device
         return [torch.randn(1, 1, 2 ** ((i + 5) // 2), 2 ** ((i + 5) // 2), device=device)
@@ -297,7 +297,7 @@ class Generator(nn.Module):
 
     # --- synthesis -----------------------------------------------------------------------------
     def synthesis(self, latent: torch.Tensor, noise_mode: str = "const",
-                  noise: Optional[Sequence[Optional[torch.Tensor]]] = None) -> torch.Tensor:
+                  noise: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
         """W+ codes [B, n_latent, style_dim] -> images [B, 3, size, size] (range about [-1, 1]).
 
         noise_mode: "const" uses the stored buffers (deterministic), "random" draws fresh noise,
@@ -336,10 +336,10 @@ class Generator(nn.Module):
     def _as_wplus(self, w: torch.Tensor) -> torch.Tensor:
         return w.unsqueeze(1).repeat(1, self.n_latent, 1) if w.ndim == 2 else w
 
-    def forward(self, styles: Sequence[torch.Tensor], return_latents: bool = False, inject_index: Optional[int] = None,
-                truncation: float = 1.0, truncation_latent: Optional[torch.Tensor] = None,
-                input_is_latent: bool = False, noise: Optional[Sequence[torch.Tensor]] = None,
-                randomize_noise: bool = True) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(self, styles: Sequence[torch.Tensor], return_latents: bool = False, inject_index: int | None = None,
+                truncation: float = 1.0, truncation_latent: torch.Tensor | None = None,
+                input_is_latent: bool = False, noise: Sequence[torch.Tensor] | None = None,
+                randomize_noise: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Reference-compatible call (what pSp uses): ``G([codes], input_is_latent=True, randomize_noise=False)``.
 
         ``styles``: one or two Z ([B, D]) or W / W+ tensors; two styles are mixed at ``inject_index``

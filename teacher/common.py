@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 
 def synthesize(G, w_plus: torch.Tensor, amp: bool = True,
-               noise: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+               noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """``G.synthesis`` with the stored (const) noise or an explicit ``noise`` list; bf16 autocast on CUDA
     when ``amp``; float32 images out (the losses run in float32)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and w_plus.device.type == "cuda"):

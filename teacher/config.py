@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
@@ -92,7 +93,8 @@ class TeacherConfig:
             raise ValueError(f"TeacherConfig.csanns_init_weight must be in (0, 1), got {self.csanns_init_weight}")
         lo, hi = self.csanns_blend
         if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"TeacherConfig.csanns_blend must be (lo, hi) with 0 <= lo <= hi <= 1, got {self.csanns_blend}")
+            raise ValueError("TeacherConfig.csanns_blend must be (lo, hi) with 0 <= lo <= hi <= 1, "
+                             f"got {self.csanns_blend}")
 
     @classmethod
     def demo(cls, **overrides: Any) -> TeacherConfig:

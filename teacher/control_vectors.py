@@ -8,12 +8,13 @@ Files: ``.pt`` (``{"vectors": [K, 512], "names": [...]}``) or ``.npy`` (the arra
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
+from render2style.pretrained import load_torch_file
 from render2style.utils.io import atomic_save_npy, atomic_torch_save
 
 
@@ -154,9 +155,16 @@ def load_vectors(path: str | os.PathLike, style_dim: int | None = None) -> tuple
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such vectors file")
     if path.suffix.lower() == ".npy":
-        vectors, names = torch.from_numpy(np.load(path, allow_pickle=False)), None
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"{path}: expected a float array [K, D] in .npy format; found a file numpy cannot "
+                             f"read without running pickled code, or a truncated one ({e})") from None
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{path}: expected a float array [K, D]; found dtype {array.dtype}")
+        vectors, names = torch.from_numpy(array), None
     elif path.suffix.lower() == ".pt":
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = load_torch_file(path, "a dict {'vectors': [K, D], 'names': [...]}")
         if not isinstance(data, dict) or "vectors" not in data:
             raise ValueError(f"{path}: expected a dict with key 'vectors' (and 'names'), "
                              f"got {type(data).__name__}")

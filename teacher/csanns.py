@@ -24,7 +24,7 @@ only for the current wn" up to the softmax (w_n's weight ``csanns_init_weight``)
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

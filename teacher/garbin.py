@@ -1,7 +1,7 @@
 """Garbin et al.'s teacher, steps 1-3, with the seeds optimised together in batches of ``cfg.seed_batch``."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

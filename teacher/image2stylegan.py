@@ -6,8 +6,6 @@ Both images are multiplied by the teacher's mask Ia, like every other teacher lo
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -34,7 +32,7 @@ def vgg_features(vgg: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 class Image2StyleGANLoss:
     """Per-sample ``[B]`` Image2StyleGAN loss against one masked target (features cached)."""
 
-    def __init__(self, target: torch.Tensor, mask: torch.Tensor, vgg: Optional[nn.Module], size: int = 256,
+    def __init__(self, target: torch.Tensor, mask: torch.Tensor, vgg: nn.Module | None, size: int = 256,
                  lambda_mse: float = 1.0):
         self.mask, self.vgg, self.size, self.lambda_mse = mask.float(), vgg, size, lambda_mse
         self.target = target.float() * self.mask

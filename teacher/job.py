@@ -18,8 +18,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +32,16 @@ from render2style.datasets.screening import screen_renders
 from render2style.teacher import TeacherConfig, TeacherInput, run_teacher
 from render2style.teacher.priors import resolve_priors
 from render2style.utils.claims import claim
-from render2style.utils.io import (atomic_save_image, atomic_save_npy, atomic_write_json, atomic_write_text,
-                                   file_sha256, sweep_temp_files, temp_file_target)
+from render2style.utils.io import (
+    atomic_save_image,
+    atomic_save_npy,
+    atomic_save_npz,
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+    sweep_temp_files,
+    temp_file_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +77,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def resolve_shard(shard: Optional[tuple[int, int]] = None, env: Optional[dict] = None) -> tuple[int, int]:
+def resolve_shard(shard: tuple[int, int] | None = None, env: dict | None = None) -> tuple[int, int]:
     """The effective shard: ``shard`` (default 0/1), subdivided among torchrun ranks (``RANK``/``WORLD_SIZE``).
 
     Rank r of W running shard i/n takes shard ``i + n·r`` of ``n·W``: the ranks partition shard i exactly.
@@ -114,17 +123,18 @@ CLAIMS = "claims"
 def item_paths(out_dir: str | os.PathLike, item_id: str) -> dict[str, Path]:
     out = Path(out_dir)
     return {"latent": out / "latents" / f"{item_id}.npy", "image": out / "images" / f"{item_id}.png",
-            "meta": out / "meta" / f"{item_id}.json"}
+            "meta": out / "meta" / f"{item_id}.json", "noise": out / "noise" / f"{item_id}.npz"}
 
 
 def is_finished(out_dir: str | os.PathLike, item_id: str) -> bool:
-    """True iff meta, latent and image are present and agree: the latent's SHA-256 and the image's
-    size are the ones the meta recorded."""
+    """True iff meta, latent and image (and the noise maps, for methods that fit them) are present and
+    agree: the latent's (and noise file's) SHA-256 and the image's size are the ones the meta recorded."""
     paths = item_paths(out_dir, item_id)
     try:
         meta = json.loads(paths["meta"].read_text())
         return (isinstance(meta, dict) and paths["image"].stat().st_size == meta.get("image_bytes")
-                and file_sha256(paths["latent"]) == meta.get("latent_sha256"))
+                and file_sha256(paths["latent"]) == meta.get("latent_sha256")
+                and ("noise_sha256" not in meta or file_sha256(paths["noise"]) == meta["noise_sha256"]))
     except (OSError, ValueError):
         return False
 
@@ -133,7 +143,7 @@ def clear_item(out_dir: str | os.PathLike, item_id: str) -> None:
     """Delete an unfinished item's files (meta first, so it never looks finished) and its temp files.
     Only under the item's claim: the claim holder is the only writer of these names."""
     paths = item_paths(out_dir, item_id)
-    for key in ("meta", "latent", "image"):
+    for key in ("meta", "latent", "image", "noise"):
         paths[key].unlink(missing_ok=True)
         sweep_temp_files(paths[key].parent, {paths[key].name})
 
@@ -146,7 +156,7 @@ def claim_item(out_dir: str | os.PathLike, item_id: str):
 def sweep_leftovers(out_dir: str | os.PathLike) -> int:
     """Delete temp files of interrupted writes whose item no live process claims; returns how many."""
     removed = 0
-    for sub in ("latents", "images", "meta"):
+    for sub in ("latents", "images", "meta", "noise"):
         folder = Path(out_dir) / sub
         for f in sorted(folder.iterdir()) if folder.is_dir() else ():
             target = temp_file_target(f)
@@ -228,25 +238,29 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def write_target(out_dir: str | os.PathLike, item_id: str, w_plus: np.ndarray, image: Image.Image,
-                 row: dict[str, Any]) -> None:
-    """Write latent, image, then meta (the finished marker, with the latent's SHA-256 and the image's
-    size); remove the first two if anything fails."""
+                 row: dict[str, Any], noise: list[np.ndarray] | None = None) -> None:
+    """Write latent, image, the fitted noise maps when there are any (``noise/<id>.npz``: ``noise_i``
+    ``[1, r, r]`` per layer, what the image was rendered with), then meta (the finished marker, with the
+    files' SHA-256 and the image's size); remove the others if anything fails."""
     paths = item_paths(out_dir, item_id)
     try:
         atomic_save_npy(w_plus, paths["latent"])
         atomic_save_image(image, paths["image"])
         row = {**row, "latent_sha256": file_sha256(paths["latent"]), "image_bytes": paths["image"].stat().st_size}
+        if noise is not None:
+            atomic_save_npz({f"noise_{i}": n for i, n in enumerate(noise)}, paths["noise"])
+            row["noise_sha256"] = file_sha256(paths["noise"])
         atomic_write_json(row, paths["meta"])
     except BaseException:
         if not paths["meta"].is_file():
-            for key in ("latent", "image"):
+            for key in ("latent", "image", "noise"):
                 paths[key].unlink(missing_ok=True)
         raise
 
 
 # --- the job -----------------------------------------------------------------------------------
 def run_config(G, cfg: TeacherConfig, method: str, perceptual, generator_name: str, seed: int, flip: bool,
-               extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``run.json`` contents; ``demo`` is true with the demo generator or without perceptual terms."""
     use_perceptual = perceptual is not False
     return {"method": method, "generator": generator_name, "size": G.size, "n_latent": G.n_latent,
@@ -262,7 +276,7 @@ def _log_demo(config: dict[str, Any]) -> None:
         log.warning("DEMO targets: %s", "; ".join(reasons))
 
 
-def _units(source, shard: tuple[int, int], flip: bool, limit: Optional[int]) -> list[tuple[str, bool, str]]:
+def _units(source, shard: tuple[int, int], flip: bool, limit: int | None) -> list[tuple[str, bool, str]]:
     """This shard's work units ``(render_id, flipped, item_id)``."""
     ids = sorted(source.ids)[:limit] if limit is not None else sorted(source.ids)
     return [(x, f, x + FLIP_SUFFIX if f else x) for x in shard_ids(ids, shard)
@@ -270,8 +284,9 @@ def _units(source, shard: tuple[int, int], flip: bool, limit: Optional[int]) -> 
 
 
 def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perceptual, shard: tuple[int, int],
-            device) -> tuple[np.ndarray, Image.Image, dict[str, Any]]:
-    """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row)."""
+            device) -> tuple[np.ndarray, Image.Image, dict[str, Any], list[np.ndarray] | None]:
+    """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row, fitted noise maps
+    or None)."""
     t0 = time.perf_counter()
     result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"],
                          render_id=cached.id, flip=render is not cached)
@@ -282,14 +297,15 @@ def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perce
            "render": str(cached.path), "method": config["method"], "generator": config["generator"],
            "demo": config["demo"], "perceptual": config["perceptual"], "base_seed": config["seed"],
            "seconds": round(time.perf_counter() - t0, 3), "shard": f"{shard[0]}/{shard[1]}"}
-    return w_plus.astype(np.float32), to_pil(result.image), row
+    noise = [n.float().cpu().numpy() for n in result.noise] if result.noise is not None else None
+    return w_plus.astype(np.float32), to_pil(result.image), row, noise
 
 
 def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, method: str, perceptual,
-                     shard: Optional[tuple[int, int]] = None, flip: bool = False, progress: bool = True,
+                     shard: tuple[int, int] | None = None, flip: bool = False, progress: bool = True,
                      seed: int = 0, generator_name: str = "demo", device: str | torch.device = "cpu",
-                     skip_corrupt: bool = False, limit: Optional[int] = None,
-                     extra_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+                     skip_corrupt: bool = False, limit: int | None = None,
+                     extra_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the teacher on every unfinished render of this shard and write the target folder.
 
     ``source``: indexable renders with ``.ids`` (``render2style.datasets.build_render_source``).

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ def _load_predictor(path: str):
     return dlib.shape_predictor(path)
 
 
-def face_box(size: int, landmarks: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None,
+def face_box(size: int, landmarks: np.ndarray | None = None, mask: np.ndarray | None = None,
              margin: float = 0.1) -> tuple[int, int, int, int]:
     """Box (left, top, right, bottom) in pixels of a ``size``² image around ``landmarks`` ``[68, 2]`` (pixels
     of that image) or, when none are given, around the mask region (``mask >= 0.5``), grown by ``margin``."""
@@ -47,7 +46,7 @@ def face_box(size: int, landmarks: Optional[np.ndarray] = None, mask: Optional[n
 class LandmarkDetector:
     """68 dlib landmarks of image batches ``[B, 3, H, W]`` in [-1, 1] inside a fixed box -> ``[B, 68, 2]``."""
 
-    def __init__(self, box: tuple[int, int, int, int], path: Optional[str | os.PathLike] = None):
+    def __init__(self, box: tuple[int, int, int, int], path: str | os.PathLike | None = None):
         import dlib
         self.predictor = _load_predictor(str(path or face_recognition_model_file(PREDICTOR_FILE)))
         self.rect = dlib.rectangle(*box)

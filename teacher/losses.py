@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import lpips
 import torch
@@ -36,7 +35,7 @@ class PerceptualNets:
     """The pretrained perceptual networks of the teacher: LPIPS (eq. 1, projector) and VGG-16 features
     (Image2StyleGAN). Build with :meth:`load`; pass ``perceptual=False`` to the teacher instead to drop them."""
     lpips: nn.Module
-    vgg: Optional[nn.Module] = None
+    vgg: nn.Module | None = None
 
     @classmethod
     def load(cls, lpips_weights: str | os.PathLike | None = None, vgg_weights: str | os.PathLike | None = None,
@@ -55,7 +54,7 @@ class PerceptualNets:
         return cls(net, vgg)
 
 
-def resolve_perceptual(perceptual) -> Optional[PerceptualNets]:
+def resolve_perceptual(perceptual) -> PerceptualNets | None:
     """``PerceptualNets`` -> itself; ``False`` (the explicit demo option) -> None; anything else is an error."""
     if isinstance(perceptual, PerceptualNets):
         return perceptual
@@ -90,7 +89,7 @@ class TeacherLoss:
     each ``[B]``. ``images`` are at the generator's resolution S, as are ``target`` and ``mask``."""
 
     def __init__(self, target: torch.Tensor, mask: torch.Tensor, cfg: TeacherConfig,
-                 nets: Optional[PerceptualNets], landmarks: Optional[LandmarkDetector] = None):
+                 nets: PerceptualNets | None, landmarks: LandmarkDetector | None = None):
         self.cfg, self.mask, self.landmarks = cfg, mask.float(), landmarks
         self.target = self.prep(target.float())
         self.target_yuv = rgb_to_yuv(self.target)

@@ -6,8 +6,6 @@ mask is extended outward: the distance from the face region, remapped to [0, 1] 
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,7 +36,7 @@ def falloff_mask(mask: np.ndarray, power: float = 10.0, threshold: float = 0.5) 
     return np.maximum(x ** power, mask).astype(np.float32)
 
 
-def loss_mask(face_mask: np.ndarray, hair_mask: Optional[np.ndarray] = None, include_hair: bool = True,
+def loss_mask(face_mask: np.ndarray, hair_mask: np.ndarray | None = None, include_hair: bool = True,
               power: float = 10.0) -> np.ndarray:
     """The teacher's mask Ia: falloff around the face, or around face ∪ hair when ``include_hair``
     (the hair then counts fully, so the result keeps the render's hair shape)."""

@@ -13,8 +13,9 @@ variance after each step, and returned with the latent (the code only reproduces
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,7 @@ class Projection:
     """``w`` ``[S, L, D]``; ``noise``: the fitted noise maps (one ``[S, 1, r, r]`` per layer) or None when the
     stored noise was used; ``history``: the mean loss per step (device tensor ``[steps]``)."""
     w: torch.Tensor
-    noise: Optional[list[torch.Tensor]]
+    noise: list[torch.Tensor] | None
     history: torch.Tensor
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ class Problem:
     loss: TeacherLoss
 
 
-def build_problem(G, inp: TeacherInput, cfg: TeacherConfig, nets: Optional[PerceptualNets],
+def build_problem(G, inp: TeacherInput, cfg: TeacherConfig, nets: PerceptualNets | None,
                   device: torch.device) -> Problem:
     """Loss mask Ia (falloff around face ∪ hair), the render resized to the generator's resolution,
     the dlib landmark term (box from the render's landmarks, else its mask) and eq. 1 against it."""
@@ -111,8 +111,8 @@ def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptua
             image = synthesize(G, w_plus[None], cfg.amp, noise=noise)
             terms = prob.loss(image, with_landmarks=True)
     ssims, losses = ssims.tolist(), losses.tolist()
-    for row, s, l in zip(rows, ssims, losses):
-        row.update(ssim=s, loss=l)
+    for row, s, value in zip(rows, ssims, losses):
+        row.update(ssim=s, loss=value)
     metrics = {f"loss_{k}": float(v[0]) for k, v in terms.items()}
     metrics.update(method=method, perceptual=nets is not None, ssim=ssims[best], seed=seed,
                    selected_step=rows[best]["step"], selected_seed=rows[best]["seed"],
@@ -142,7 +142,7 @@ def _host(stats: dict) -> dict:
     return out
 
 
-def _baseline(method: str, G, prob: Problem, cfg: TeacherConfig, nets: Optional[PerceptualNets], seed: int,
+def _baseline(method: str, G, prob: Problem, cfg: TeacherConfig, nets: PerceptualNets | None, seed: int,
               key: tuple[int, int], timer: StepTimer, device: torch.device):
     """One result of a baseline, started from w̄: (W+ ``[1, L, D]``, its noise maps or None, its row,
     first and last loss of its optimisation)."""

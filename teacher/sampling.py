@@ -7,7 +7,7 @@ term; the dlib term (about 2 ms per image on the CPU, one image at a time) then 
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -17,7 +17,7 @@ from render2style.teacher.losses import TeacherLoss
 
 
 def draw_samples(gens: Sequence[torch.Generator], n: int, centroids: torch.Tensor, sigma: float,
-                 controls: Optional[torch.Tensor] = None, control_scale: float = 2.0) -> torch.Tensor:
+                 controls: torch.Tensor | None = None, control_scale: float = 2.0) -> torch.Tensor:
     """``[len(gens), n, D]`` samples of eq. 2 (eq. 3 when ``controls`` is None) on the generators' device."""
     dev = gens[0].device
     centroids = centroids.to(dev)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -29,9 +29,9 @@ def interpolation_candidates(w_f: torch.Tensor, w_n: torch.Tensor, layers: Seque
 
 @torch.no_grad()
 def score_candidates(G, w_plus: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                     loss: Optional[TeacherLoss] = None, size: int = 368, chunk: int = 16,
-                     amp: bool = True, noise: Optional[Sequence[torch.Tensor]] = None
-                     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+                     loss: TeacherLoss | None = None, size: int = 368, chunk: int = 16,
+                     amp: bool = True, noise: Sequence[torch.Tensor] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """SSIM ``[M]`` between the render ``target`` ``[1, 3, H, W]`` and G(w) (const noise) for W+ codes
     ``[M, L, D]``, both resized to ``size``²; the SSIM map is averaged with the loss mask ``mask``
     ``[1, 1, H, W]`` as weight (the face region counts fully, the falloff partly, the far background

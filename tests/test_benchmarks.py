@@ -48,8 +48,8 @@ def test_training_benchmark_times_real_trainer_steps(small_model, tmp_path):
     assert row["peak_mem_mb"] > 0 and row["peak_kind"] == "RSS"
     text = benchmark_training.to_markdown({"date": "d", "device": "cpu", "torch": "t", "load_start": "1",
                                            "load_end": "2", "steps": 2, "warmup": 1, "rows": [row]})
-    table = [l for l in text.splitlines() if l.startswith("|")]
-    assert len(table) == 3 and len({l.count("|") for l in table}) == 1
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) == 3 and len({line.count("|") for line in table}) == 1
 
 
 def test_training_benchmark_main_writes_json_and_markdown(small_model, tmp_path):
@@ -99,7 +99,7 @@ def test_encode_benchmark_rows_are_well_formed(monkeypatch):
         assert r["throughput_img_s_best"] >= r["throughput_img_s_median"] > 0
     text = benchmark.to_markdown({"date": "d", "device": "cpu", "torch": "t", "iters": 2, "warmup": 0,
                                   "batch_size": 2, "rows": rows, "load_start": "1", "load_end": "1"})
-    assert len([l for l in text.splitlines() if l.startswith("| demo")]) == 2
+    assert len([line for line in text.splitlines() if line.startswith("| demo")]) == 2
 
 
 def test_teacher_quality_benchmark_reports_every_step_and_its_gain(tmp_path):

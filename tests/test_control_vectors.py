@@ -1,5 +1,6 @@
 """Control vectors and centroids in W: fitting recovers known directions, PCA, k-means, file IO."""
 import csv
+import pickle
 
 import numpy as np
 import pytest
@@ -7,8 +8,15 @@ import torch
 
 from render2style.scripts import fit_control_vectors
 from render2style.stylegan2 import demo_generator
-from render2style.teacher.control_vectors import (compute_centroids, fit_directions, kmeans, load_vectors,
-                                                  pca_directions, sample_w, save_vectors)
+from render2style.teacher.control_vectors import (
+    compute_centroids,
+    fit_directions,
+    kmeans,
+    load_vectors,
+    pca_directions,
+    sample_w,
+    save_vectors,
+)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +148,19 @@ def test_script_unsupervised_fallback_also_writes_centroids(tmp_path):
     centroids, _ = load_vectors(written["centroids"], 512)
     assert vectors.shape == (4, 512) and names[0] == "pc00"
     assert centroids.shape == (3, 512) and written["centroids"].endswith("cv_centroids.pt")
+
+
+def test_vectors_files_that_are_not_vectors_are_named(tmp_path):
+    pickled = tmp_path / "objects.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    ints = tmp_path / "ints.npy"
+    np.save(ints, np.ones((2, 4), dtype=np.int64))
+    class Payload:
+        def __reduce__(self):
+            return (print, ("never runs",))
+    bad_pt = tmp_path / "payload.pt"
+    bad_pt.write_bytes(pickle.dumps({"vectors": Payload()}))
+    for path, message in ((pickled, "without running pickled code"), (ints, "dtype int64"),
+                          (bad_pt, "payload.pt: expected a dict")):
+        with pytest.raises(ValueError, match=message):
+            load_vectors(path)

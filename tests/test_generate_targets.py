@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from render2style.pretrained import MissingWeightsError
 from render2style.datasets import build_render_source, make_demo_renders
+from render2style.pretrained import MissingWeightsError
 from render2style.scripts import generate_targets
 from render2style.stylegan2 import demo_generator
 from render2style.teacher import TeacherConfig, TeacherResult, job
@@ -285,7 +285,8 @@ def test_script_demo_run_makes_demo_renders_and_is_resumable(tmp_path, monkeypat
 
 def test_script_missing_lpips_weights_name_the_file_and_the_demo_option(tmp_path):
     with pytest.raises(MissingWeightsError, match=r"nope\.pth.*--no_perceptual"):
-        generate_targets.main(["--out", str(tmp_path), "--lpips_weights", str(tmp_path / "nope.pth"), "--device", "cpu"])
+        generate_targets.main(["--out", str(tmp_path), "--lpips_weights", str(tmp_path / "nope.pth"),
+                               "--device", "cpu"])
     assert not (tmp_path / "run.json").exists()
 
 
@@ -311,3 +312,25 @@ def test_killed_process_resumes_to_a_complete_folder(tmp_path):
     assert not [f for f in files if f.endswith(".tmp")]
     assert {Path(f).stem for f in files if f.startswith("latents/")} == set(finished(out)) == {
         "demo_00000", "demo_00001", "demo_00002"}
+
+
+def test_fitted_noise_is_stored_with_the_latent_and_checked(tmp_path, monkeypatch):
+    """A method that fits noise maps (the projector baseline) stores them in noise/<id>.npz; the item is
+    finished only while that file is the one its meta recorded."""
+    maps = [np.full((1, 4, 4), 0.5, np.float32), np.full((1, 8, 8), -1.0, np.float32)]
+
+    def teacher(method, G, inp, cfg, perceptual, seed=0, **stream):
+        return TeacherResult(torch.zeros(N_LATENT, 512), torch.zeros(3, SIZE, SIZE), {"loss": 0.1},
+                             noise=[torch.from_numpy(m) for m in maps])
+    monkeypatch.setattr(job, "run_teacher", teacher)
+    monkeypatch.setattr(job, "resolve_priors", lambda G, cfg, device, seed: cfg)
+    run(tmp_path, FakeSource(2), method="projector")
+    with np.load(tmp_path / "noise" / "r000.npz") as stored:
+        assert sorted(stored.files) == ["noise_0", "noise_1"]
+        assert all(np.array_equal(stored[f"noise_{i}"], m) for i, m in enumerate(maps))
+    assert "noise_sha256" in json.loads((tmp_path / "meta" / "r000.json").read_text())
+    assert job.is_finished(tmp_path, "r000")
+    np.savez(tmp_path / "noise" / "r000.npz", noise_0=maps[1])          # another noise: not this item's
+    assert not job.is_finished(tmp_path, "r000") and job.is_finished(tmp_path, "r001")
+    assert run(tmp_path, FakeSource(2), method="projector")["done"] == 1
+    assert job.is_finished(tmp_path, "r000")

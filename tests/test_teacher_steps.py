@@ -5,7 +5,8 @@ Faults injected into the code to check that these tests catch them (each made at
 
 - step 1 keeps the worst sample instead of the best            -> test_sampling_keeps_the_best_of_its_draws
 - step 1 without control vectors / with σ = 0                   -> test_samples_follow_eq2, test_sampling_keeps_...
-- CS-ANNS inert (raw logits and β, the old parameterization)    -> test_csanns_gain..., test_csanns_moves_weights_and_beta
+- CS-ANNS inert (raw logits and β, the old parameterization)    -> test_csanns_moves_weights_and_beta,
+                                                                    test_csanns_gain_on_closed_loop_renders
 - CS-ANNS proposals not blended with w_n                        -> test_proposals_are_blended_with_w_n
 - CS-ANNS proposals never redrawn                               -> test_csanns_redraws_proposals_every_outer_iteration
 - CS-ANNS without the ÷10 learning-rate decay                   -> test_csanns_inner_learning_rate_schedule
@@ -16,7 +17,7 @@ Faults injected into the code to check that these tests catch them (each made at
 - λ_lum and λ_col swapped                                        -> test_eq1_weights_luminance_and_colour_as_the_paper
 - landmark term dropped from the total                          -> test_eq1_adds_the_landmark_term
 - U and V swapped                                               -> test_yuv_matches_bt601
-- projector without lr ramp-up (or ramp-down)                   -> test_projector_learning_rate_follows_the_official_schedule
+- projector without lr ramp-up (or ramp-down)                   -> test_projector_learning_rate_follows_the_...
 - projector without noise regularisation                        -> test_projector_baseline_regularises_its_noise
 - projector without the latent-noise ramp / latent noise ×100   -> test_projector_latent_noise_follows_the_official_ramp
 - projector without noise renormalisation                       -> test_projector_baseline_renormalises_its_noise
@@ -172,7 +173,8 @@ def test_proposals_are_blended_with_w_n(cfg):
     assert torch.equal(cands[0, 0], w_n[0])
     a = 1 - cands[0, 1:, 0, 0] / 20.0                       # fraction of the way from w_n to the proposal
     assert a.min().item() >= 0.25 - 1e-6 and a.max().item() <= 0.75 + 1e-6
-    assert a.mean().item() == pytest.approx(0.5, abs=0.02) and a.std().item() == pytest.approx(0.5 / math.sqrt(12), rel=0.1)
+    assert a.mean().item() == pytest.approx(0.5, abs=0.02)
+    assert a.std().item() == pytest.approx(0.5 / math.sqrt(12), rel=0.1)
 
 
 def test_csanns_redraws_proposals_every_outer_iteration(G, cfg, problems, monkeypatch):

@@ -94,6 +94,11 @@ def atomic_save_npy(array: np.ndarray, path: str | os.PathLike) -> None:
     _atomic_write(path, lambda f: np.save(f, array))
 
 
+def atomic_save_npz(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> None:
+    """``np.savez`` of named arrays that never leaves a partial file."""
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     _atomic_write(path, lambda f: f.write(text), mode="w")
 
