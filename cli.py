@@ -4,11 +4,19 @@ Each tool is a console script ``r2s-<name>`` (``[project.scripts]`` in ``pyproje
 (``python -m render2style.<module>``, which ``torchrun -m`` needs); both build the same parser, and the
 parser calls :func:`add_tool_info`. The version is ``render2style.__version__``: the installed
 distribution's, written once in ``pyproject.toml``.
+
+Every console script (and every ``python -m`` form) runs its tool's ``main(argv)`` through
+:func:`run_tool`: an error ends the tool with one line on stderr (``error: FILE: what is wrong; what to do``)
+and exit status 1; ``--debug`` or ``R2S_DEBUG=1`` shows the traceback instead. Tests call ``main`` directly
+and see the exception.
 """
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from render2style import __version__
@@ -50,6 +58,9 @@ def add_tool_info(parser: argparse.ArgumentParser, tool: str, module: str,
     parser.epilog = tool_epilog(tool, module, examples)
     if "--version" not in parser._option_string_actions:
         parser.add_argument("--version", action="version", version=f"{tool} (render2style {__version__})")
+    if DEBUG_FLAG not in parser._option_string_actions:
+        parser.add_argument(DEBUG_FLAG, action="store_true",
+                            help=f"on an error, show the full traceback instead of one line (or set {DEBUG_ENV}=1)")
     return parser
 
 
@@ -59,25 +70,67 @@ def exit_status(result: Any) -> int:
     return result if isinstance(result, int) else 0
 
 
-def generate_targets(argv: Sequence[str] | None = None) -> int:
-    """``r2s-generate-targets``: ``main()`` returns its summary (tests and callers use it); exit 0."""
-    from render2style.scripts.generate_targets import main
-
-    return exit_status(main(argv))
+DEBUG_FLAG, DEBUG_ENV = "--debug", "R2S_DEBUG"
 
 
-def fit_control_vectors(argv: Sequence[str] | None = None) -> int:
-    """``r2s-fit-control-vectors``: ``main()`` returns what it fitted; exit 0."""
-    from render2style.scripts.fit_control_vectors import main
+def error_line(error: BaseException) -> str:
+    """One line for an error: its message (``FILE: what is wrong; what to do`` for ours), the file first
+    for OS errors, the exception's type in front only when its message alone would not say what happened."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(error).strip()
+        if isinstance(error, KeyError) and text:
+            text = f"KeyError: {text}"
+        elif not isinstance(error, (OSError, ValueError, RuntimeError)) or not text:
+            text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
-    return exit_status(main(argv))
+
+def run_tool(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None) -> int:
+    """Run a tool's ``main(argv)`` as a command: its result as an exit status (:func:`exit_status`), an
+    error as ``error: ...`` on stderr and status 1 (130 on Ctrl-C); with ``--debug`` in ``argv`` (taken
+    out before ``main`` parses it) or ``R2S_DEBUG=1`` the exception propagates with its traceback."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, "").lower() not in ("", "0", "false", "no")
+    args = [a for a in args if a != DEBUG_FLAG]
+    try:
+        return exit_status(main(args))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (every error of a command ends in one line; --debug re-raises)
+        if debug:
+            raise
+        hint = "" if isinstance(e, (OSError, ValueError)) else f" (traceback: {DEBUG_FLAG} or {DEBUG_ENV}=1)"
+        print(f"error: {error_line(e)}{hint}", file=sys.stderr, flush=True)
+        return 1
 
 
-def benchmark_teacher_quality(argv: Sequence[str] | None = None) -> int:
-    """``r2s-benchmark-teacher-quality``: ``main()`` returns its rows; exit 0."""
-    from render2style.scripts.benchmark_teacher_quality import main
+def _console_script(module: str) -> Callable[[Sequence[str] | None], int]:
+    """The console-script entry of ``module``: its ``main`` through :func:`run_tool`, imported only when
+    called."""
+    def entry(argv: Sequence[str] | None = None) -> int:
+        return run_tool(importlib.import_module(module).main, argv)
+    entry.__doc__ = f"``{module}.main`` through :func:`run_tool`."
+    return entry
 
-    return exit_status(main(argv))
+
+generate_targets = _console_script("render2style.scripts.generate_targets")
+fit_control_vectors = _console_script("render2style.scripts.fit_control_vectors")
+benchmark_teacher_quality = _console_script("render2style.scripts.benchmark_teacher_quality")
+train_encoder = _console_script("render2style.train_encoder")
+encode = _console_script("render2style.encode")
+align_faces = _console_script("render2style.scripts.align_faces")
+evaluate = _console_script("render2style.scripts.evaluate")
+convert_weights = _console_script("render2style.scripts.convert_weights")
+convert_lpips_weights = _console_script("render2style.scripts.convert_lpips_weights")
+make_demo_renders = _console_script("render2style.scripts.make_demo_renders")
+make_figures = _console_script("render2style.scripts.make_figures")
+benchmark = _console_script("render2style.scripts.benchmark")
+benchmark_training = _console_script("render2style.scripts.benchmark_training")
 
 
 BENCHMARK_TEACHER_EXAMPLES = (
@@ -87,12 +140,16 @@ BENCHMARK_TEACHER_EXAMPLES = (
 )
 
 
-def benchmark_teacher(argv: Sequence[str] | None = None) -> int:
-    """``r2s-benchmark-teacher``: its module's parser with ``--version`` and examples added here (the module
-    returns its rows and does not add them itself yet); the module parses ``argv`` again and runs."""
+def _benchmark_teacher_main(argv: Sequence[str] | None = None) -> Any:
     from render2style.scripts import benchmark_teacher as tool
 
     parser = add_tool_info(tool.build_parser(), "r2s-benchmark-teacher", "render2style.scripts.benchmark_teacher",
                            BENCHMARK_TEACHER_EXAMPLES)
     parser.parse_args(argv)  # --help, --version and usage errors end here
-    return exit_status(tool.main(argv))
+    return tool.main(argv)
+
+
+def benchmark_teacher(argv: Sequence[str] | None = None) -> int:
+    """``r2s-benchmark-teacher``: its module's parser with ``--version`` and examples added here (the module
+    returns its rows and does not add them itself yet); the module parses ``argv`` again and runs."""
+    return run_tool(_benchmark_teacher_main, argv)

@@ -134,4 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from render2style.cli import run_tool
+
+    sys.exit(run_tool(main))

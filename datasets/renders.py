@@ -190,9 +190,16 @@ class RenderFolder(RenderSource):
         face, hair = render_masks(path, img)
         if face is None:
             raise ValueError(f"{path}: mode {img.mode} has no alpha and there is no {rid}_mask.png or {rid}_seg.png; "
-                             f"a render needs a face mask (use the 'images' dataset for plain photos)")
+                             f"a render needs a face mask ({_dataset_hint(path)})")
         entry = self.annotations.get(rid)
         landmarks = None
         if isinstance(entry, dict) and entry.get("landmarks") is not None:
             landmarks = parse_landmarks(entry["landmarks"], f"{self.root / 'annotations.json'} [{rid}]")
         return Render(rid, rgb, face, hair, landmarks, str(path))
+
+
+def _dataset_hint(path: Path) -> str:
+    """Which ``--dataset`` a render without a face mask probably needs."""
+    if path.stem.isdigit() and any(path.parent.glob("*_seg.png")):
+        return "this folder looks like Face Synthetics renders: pass --dataset facesynthetics"
+    return "Face Synthetics renders: --dataset facesynthetics; plain photos: --dataset images"

@@ -282,4 +282,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from render2style.cli import run_tool
+
+    sys.exit(run_tool(main))

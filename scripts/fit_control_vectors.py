@@ -120,4 +120,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from render2style.cli import run_tool
+
+    raise SystemExit(run_tool(main))

@@ -27,4 +27,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from render2style.cli import run_tool
+
+    raise SystemExit(run_tool(main))

@@ -67,3 +67,53 @@ def test_installed_metadata_matches_pyproject():
 def test_exit_status_keeps_int_codes_and_turns_returned_summaries_into_success():
     assert [exit_status(2), exit_status(0), exit_status({"done": 3}), exit_status([{"row": 1}]), exit_status(None)] \
         == [2, 0, 0, 0, 0]
+
+
+def test_an_error_ends_a_command_in_one_line_and_status_1(capsys, monkeypatch):
+    from render2style.cli import run_tool
+    monkeypatch.delenv("R2S_DEBUG", raising=False)
+
+    def main(argv):
+        raise ValueError("w.pt: not a generator\n(found a dict); pass --stylegan_weights FILE")
+
+    assert run_tool(main, ["--out", "x"]) == 1
+    assert capsys.readouterr().err == "error: w.pt: not a generator (found a dict); pass --stylegan_weights FILE\n"
+
+    def missing(argv):
+        open("/nonexistent/dir/f.pth")
+
+    assert run_tool(missing, []) == 1
+    assert capsys.readouterr().err == "error: /nonexistent/dir/f.pth: No such file or directory\n"
+
+
+def test_an_unexpected_error_names_its_type_and_how_to_see_the_traceback(capsys, monkeypatch):
+    from render2style.cli import run_tool
+    monkeypatch.delenv("R2S_DEBUG", raising=False)
+    assert run_tool(lambda argv: [][1], []) == 1
+    assert capsys.readouterr().err == \
+        "error: IndexError: list index out of range (traceback: --debug or R2S_DEBUG=1)\n"
+
+
+def test_debug_flag_or_environment_shows_the_traceback(monkeypatch):
+    from render2style.cli import run_tool
+    seen = []
+
+    def main(argv):
+        seen.append(list(argv))
+        raise ValueError("boom")
+
+    monkeypatch.delenv("R2S_DEBUG", raising=False)
+    with pytest.raises(ValueError, match="boom"):
+        run_tool(main, ["--out", "x", "--debug"])
+    assert seen == [["--out", "x"]]  # taken out before the tool parses its options
+    monkeypatch.setenv("R2S_DEBUG", "1")
+    with pytest.raises(ValueError, match="boom"):
+        run_tool(main, [])
+
+
+def test_console_scripts_report_errors_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("R2S_DEBUG", raising=False)
+    status = _load(SCRIPTS["r2s-encode"])(["--checkpoint", str(tmp_path / "absent.pt"), "--input", str(tmp_path),
+                                           "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith(f"error: {tmp_path / 'absent.pt'}: ") and err.count("\n") == 1, err

