@@ -1,6 +1,7 @@
 """``run_teacher``: one render -> its W+ target, by Garbin et al.'s pipeline or a baseline."""
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -86,9 +87,8 @@ def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptua
     if method not in METHODS:
         raise ValueError(f"unknown teacher method {method!r}; expected one of {METHODS}")
     nets = resolve_perceptual(perceptual)
-    if nets is None and not _warned:
-        log.warning("teacher: perceptual=False (demo option): LPIPS/VGG terms dropped; pixel, YUV and SSIM only")
-        _warned.append(True)
+    if nets is None:
+        _warn_no_perceptual()
     device = next(G.parameters()).device
     if None in (cfg.centroids, cfg.control_vectors, cfg.w_avg, cfg.w_std):
         cfg = resolve_priors(G, cfg, device)
@@ -126,7 +126,10 @@ def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptua
                          candidates=candidates, noise=[n[0].cpu() for n in noise] if noise else None)
 
 
-_warned: list = []
+@functools.lru_cache(maxsize=1)
+def _warn_no_perceptual() -> None:
+    """Once per process, not per image (it would break a job's progress bar)."""
+    log.warning("teacher: perceptual=False (demo option): LPIPS/VGG terms dropped; pixel, YUV and SSIM only")
 
 
 def _host(stats: dict) -> dict:
