@@ -24,16 +24,22 @@ from render2style import __version__
 
 class RawDescriptionDefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter,
                                           argparse.ArgumentDefaultsHelpFormatter):
-    """Shows option defaults and keeps the description and the epilog's line breaks as written."""
+    """Keeps the description's and the epilog's line breaks, and shows each option's default once: not when
+    its help already speaks of its default, and not when it is None (the help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
 
 
 def _keeping_line_breaks(formatter: type) -> type:
+    plain = (argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter)
+    if formatter in plain or issubclass(formatter, RawDescriptionDefaultsHelpFormatter):
+        return RawDescriptionDefaultsHelpFormatter
     if issubclass(formatter, argparse.RawDescriptionHelpFormatter):
         return formatter
-    if issubclass(formatter, argparse.ArgumentDefaultsHelpFormatter):
-        return RawDescriptionDefaultsHelpFormatter
-    if formatter is argparse.HelpFormatter:
-        return argparse.RawDescriptionHelpFormatter
     raise TypeError(f"add_tool_info: cannot keep the epilog's line breaks with {formatter.__name__}")
 
 
@@ -51,8 +57,9 @@ def add_tool_info(parser: argparse.ArgumentParser, tool: str, module: str,
     """Give a tool's parser ``--version`` and an epilog of usage examples; returns the parser.
 
     ``tool`` is the console-script name (``r2s-encode``), ``module`` the ``python -m`` name
-    (``render2style.encode``). The parser's formatter becomes its raw-description variant so that the
-    examples keep their lines (option defaults are still shown where they were). Calling it twice is harmless.
+    (``render2style.encode``). The parser's formatter becomes :class:`RawDescriptionDefaultsHelpFormatter`:
+    the examples keep their lines and every option shows its default once. It also adds ``--debug``
+    (:func:`run_tool` acts on it). Calling it twice is harmless.
     """
     parser.formatter_class = _keeping_line_breaks(parser.formatter_class)
     parser.epilog = tool_epilog(tool, module, examples)

@@ -1,13 +1,13 @@
 """Encode renders into W+ codes and photoreal faces with a trained pSp-layout encoder.
 
     r2s-encode --checkpoint CKPT --input renders/ --out results/ [--dtype bf16 --compile]
-    r2s-encode ... --n_variants 4 --latent_mask 8-17 --mix_alpha 0.5 --truncation 0.7 --seed 1
+    r2s-encode ... --n_variants 4 --latent_mask 8-17 --mix_alpha 0.5 --truncation 0.7 --seed 1   # 18 layers
     r2s-encode ... --interpolate --interp_steps 16 --interp_video mp4
     r2s-encode ... --paste_back --transforms aligned/transforms
 
 Outputs in --out: images/<name>.png (generated faces), latents/<name>.npy (W+ [n_latent, 512]) or
-latents/codes_XXXXX.{npy,json} with --codes_per_batch, grids/, variants/<name>_vK.png, interpolation/,
-paste_back/ and summary.json (timings, failed inputs, options).
+latents/codes_XXXXX.{npy,json} with --codes_per_batch, grids/, variants/<name>_vK.png and .npy (its W+),
+interpolation/, paste_back/ and summary.json (timings, failed inputs, DEMO flag, mixing settings, options).
 """
 from __future__ import annotations
 
@@ -15,22 +15,15 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import numpy as np
-import torch
-
-from render2style.alignment.ffhq import AlignTransform
-from render2style.alignment.paste import paste_back
-from render2style.encoders.psp import pSp
-from render2style.inference.engine import InferenceModel, pick_device, synchronize
-from render2style.inference.inputs import make_loader, read_image
-from render2style.inference.latent_ops import interpolate
-from render2style.inference.mixing import mix_styles, parse_latent_mask
-from render2style.inference.outputs import (save_batch_codes, save_codes, save_images, save_sequence, side_by_side,
-                                            to_uint8, write_summary)
 from render2style.options.encode_options import EncodeOptions
-from render2style.utils.io import atomic_save_image
+
+if TYPE_CHECKING:  # torch and the model load after the options are parsed (a fast --help)
+    import torch
+
+    from render2style.encoders.psp import pSp
+    from render2style.inference.engine import InferenceModel
 
 log = logging.getLogger("render2style.encode")
 
@@ -39,6 +32,12 @@ def _paste_batch(images: torch.Tensor, names: Sequence[str], transforms: Path, o
     """Composite each generated face into the original image its alignment transform names, inside the
     original's face mask when it has one (``datasets.masks``: a render's mask file, segmentation or alpha)."""
     from PIL import Image
+
+    from render2style.alignment.ffhq import AlignTransform
+    from render2style.alignment.paste import paste_back
+    from render2style.inference.inputs import read_image
+    from render2style.inference.outputs import to_uint8
+    from render2style.utils.io import atomic_save_image
 
     for face, name in zip(to_uint8(images), names):
         tpath = transforms / f"{name}.json"
@@ -55,6 +54,11 @@ def _write_interpolation(model: InferenceModel, pair: list[tuple[str, torch.Tens
                          layers: Optional[list[int]]) -> None:
     """Morph frames (and an optional mp4/gif) from the first input's code to the second's (only ``layers``
     move; None: all)."""
+    import torch
+
+    from render2style.inference.latent_ops import interpolate
+    from render2style.inference.outputs import save_sequence, to_uint8
+
     if len(pair) < 2:
         log.error("--interpolate needs at least two readable inputs; got %d", len(pair))
         return
@@ -69,9 +73,22 @@ def run(opts, net: Optional[pSp] = None) -> int:
     """Encode everything ``opts.input`` names (``opts`` from :class:`EncodeOptions`); returns 0 when every
     input was encoded, 1 when any failed (``--on_error fail`` stops at the first, ``skip`` encodes the rest)
     or when nothing was encoded. ``net``: an already loaded model instead of ``opts.checkpoint``."""
+    import numpy as np
+    import torch
+
+    from render2style.encoders.psp import pSp
+    from render2style.inference.engine import InferenceModel, pad_batch, pick_device, synchronize
+    from render2style.inference.inputs import make_loader
+    from render2style.inference.mixing import mix_styles, parse_latent_mask
+    from render2style.inference.outputs import save_batch_codes, save_codes, save_images, side_by_side, write_summary
+
     device = pick_device(opts.device)
     net = pSp.from_checkpoint(opts.checkpoint, device=device) if net is None else net
     model = InferenceModel(net, device, opts.dtype, opts.compile)
+    demo = bool(getattr(net.opts, "demo_generator", False))
+    if demo:
+        log.warning("DEMO checkpoint %s: its generator is the seeded demo generator (random weights); the faces "
+                    "show the mechanics, not photorealism", opts.checkpoint)
     size = int(getattr(net.opts, "resolution", None) or 256)
     input_nc = int(net.opts.input_nc)
     mask = parse_latent_mask(opts.latent_mask, model.n_latent)  # checked against the model before any work
@@ -90,7 +107,7 @@ def run(opts, net: Optional[pSp] = None) -> int:
 
     failed: list[dict] = []
     pair: list[tuple[str, torch.Tensor]] = []
-    n_done, model_s, batch_times = 0, 0.0, []
+    n_done, model_s, batch_times, batch_sizes = 0, 0.0, [], []
     wall0 = time.perf_counter()
     for index, batch in enumerate(loader):
         for name, message in batch.errors:
@@ -101,19 +118,22 @@ def run(opts, net: Optional[pSp] = None) -> int:
                 return 1
         if batch.images is None:
             continue
+        n = len(batch.names)
+        x = pad_batch(batch.images, opts.batch_size) if opts.compile else batch.images  # one shape: no recompile
         synchronize(device)
         t0 = time.perf_counter()
-        images, codes = model(batch.images, resize=opts.resize_outputs)
-        variants = None
+        images, codes = model(x, resize=opts.resize_outputs)
+        variants = mixed = None
         if opts.n_variants:
             mixed = mix_styles(codes, net.decoder, opts.n_variants, mask, opts.mix_alpha, opts.truncation,
                                opts.seed, mean_latent=net.latent_avg)
-            variants = model.decode(mixed.flatten(0, 1), opts.resize_outputs).unflatten(0, mixed.shape[:2])
+            variants = model.decode(mixed.flatten(0, 1), opts.resize_outputs).unflatten(0, mixed.shape[:2])[:n]
         synchronize(device)
         dt = time.perf_counter() - t0
+        images, codes = images[:n], codes[:n]
         model_s += dt
         batch_times.append(dt)
-        n = len(batch.names)
+        batch_sizes.append(n)
         n_done += n
         log.info("batch %d: %d images in %.1f ms (%.1f ms/image, %.1f img/s)%s", index, n, dt * 1e3,
                  dt * 1e3 / n, n / dt, f" [{n_done}/{count}]" if count else "")
@@ -127,6 +147,7 @@ def run(opts, net: Optional[pSp] = None) -> int:
         if variants is not None:
             for k in range(opts.n_variants):
                 save_images(variants[:, k], batch.names, out / "variants", suffix=f"_v{k}")
+                save_codes(mixed[:n, k], batch.names, out / "variants", suffix=f"_v{k}")
         if opts.save_grid:
             cols = [batch.images.to(images.device), images] + (list(variants.unbind(1)) if variants is not None else [])
             save_images(side_by_side(cols, size=images.shape[-1]), batch.names, out / "grids")
@@ -144,7 +165,11 @@ def run(opts, net: Optional[pSp] = None) -> int:
         "model_seconds": model_s, "wall_seconds": wall,
         "throughput_img_s": n_done / model_s if model_s else None,
         "median_batch_ms": float(np.median(batch_times) * 1e3) if batch_times else None,
-        "n_variants": opts.n_variants, "latent_mask": mask if opts.n_variants else None,
+        # the batches after the first: no warm-up or compilation (r2s-evaluate's encoder speed)
+        "steady_seconds_per_image": sum(batch_times[1:]) / sum(batch_sizes[1:]) if len(batch_times) > 1 else None,
+        "demo": demo, "n_variants": opts.n_variants,
+        "mixing": {"latent_mask": mask, "mix_alpha": 1.0 if opts.mix_alpha is None else opts.mix_alpha,
+                   "truncation": opts.truncation, "seed": opts.seed} if opts.n_variants else None,
     }
     write_summary(summary, out)
     log.info("%d images encoded, %d failed; model %.2f s (%.1f img/s, first batch includes warm-up), wall %.2f s",

@@ -16,12 +16,12 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from render2style.options.train_options import TrainOptions
-from render2style.training.checkpointing import BEST, LATEST
-from render2style.training.distributed import DistEnv, barrier, cleanup_distributed, setup_distributed
-from render2style.training.trainer import NonFiniteLossError, Trainer
+
+if TYPE_CHECKING:  # torch and the trainer load after the options are parsed (a fast --help)
+    from render2style.training.distributed import DistEnv
 
 log = logging.getLogger("render2style.train_encoder")
 
@@ -36,6 +36,8 @@ DEMO_GENERATOR_SEED = 0
 def prepare_demo(opts: argparse.Namespace, env: DistEnv) -> None:
     """Demo world: demo generator, renders and projector targets under ``<exp_dir>/demo_data`` (rank 0
     makes what is missing; the other ranks wait)."""
+    from render2style.training.distributed import barrier
+
     data = Path(opts.exp_dir) / "demo_data"
     opts.renders = str(data / "renders")
     opts.targets = opts.targets or str(data / "targets")
@@ -108,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.exp_dir is None:
         log.error("--exp_dir is required outside the demo world (--dataset renders without --renders)")
         return 2
+    from render2style.training.checkpointing import BEST, LATEST
+    from render2style.training.distributed import cleanup_distributed, setup_distributed
+    from render2style.training.trainer import NonFiniteLossError, Trainer
+
     env = setup_distributed(opts.device)
     if not env.is_main:
         logging.getLogger().setLevel(logging.WARNING)

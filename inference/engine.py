@@ -21,6 +21,14 @@ def pick_device(name: Optional[str] = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def pad_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` [B, ...] with its last item repeated up to ``size`` rows (a compiled model then sees one batch
+    shape and is not recompiled for a smaller last batch); the caller keeps the first B results."""
+    if len(x) >= size:
+        return x
+    return torch.cat([x, x[-1:].expand(size - len(x), *x.shape[1:])])
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so wall-clock timings measure it."""
     if device.type == "cuda":
@@ -58,6 +66,10 @@ class InferenceModel:
         self.net, self.device, self.dtype = net.eval().to(device), device, dtype
         self.n_latent = net.decoder.n_latent
         self._encode, self._decode = net.encode, self._synthesize
+        if compile and device.type == "cpu":
+            log.warning("--compile on the CPU: compiling costs minutes before the first batch (about 2 minutes for "
+                        "the demo encoder on 2 cores) and pays off only for many thousands of images; drop --compile "
+                        "for short CPU runs")
         if compile:
             self._encode = _Fallback(net.encode, "the encoder")
             self._decode = _Fallback(self._synthesize, "the generator")

@@ -26,12 +26,11 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 from render2style.datasets.masks import render_masks
 from render2style.datasets.renders import check_size
 from render2style.datasets.training_dataset import encoder_input, resize_render
+from render2style.options.encode_options import DEFAULT_EXCLUDE
 from render2style.utils.io import open_image, to_rgb_uint8
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
-# Auxiliary files that sit next to renders (hair masks, Face Synthetics segmentations, mask files).
-DEFAULT_EXCLUDE = ("*_hair.*", "*_seg.*", "*_mask.*")
 
 
 def is_video(path: str | os.PathLike) -> bool:

@@ -23,10 +23,10 @@ def save_images(images: torch.Tensor, names: Sequence[str], folder: str | os.Pat
         atomic_save_image(Image.fromarray(arr), Path(folder) / f"{name}{suffix}.png")
 
 
-def save_codes(codes: torch.Tensor, names: Sequence[str], folder: str | os.PathLike) -> None:
-    """One float32 ``<name>.npy`` [n_latent, 512] per input (the target-folder format)."""
+def save_codes(codes: torch.Tensor, names: Sequence[str], folder: str | os.PathLike, suffix: str = "") -> None:
+    """One float32 ``<name><suffix>.npy`` [n_latent, 512] per input (the target-folder format)."""
     for code, name in zip(codes.detach().float().cpu().numpy(), names):
-        atomic_save_npy(code, Path(folder) / f"{name}.npy")
+        atomic_save_npy(code, Path(folder) / f"{name}{suffix}.npy")
 
 
 def save_batch_codes(codes: torch.Tensor, names: Sequence[str], folder: str | os.PathLike, index: int) -> None:

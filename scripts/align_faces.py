@@ -23,12 +23,10 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from render2style.alignment.ffhq import align_face, points_from_5, points_from_68, warp_antialiased
-from render2style.alignment.landmarks import DlibLandmarks, MTCNNPoints, annotation_landmarks
 from render2style.cli import add_tool_info
-from render2style.datasets.masks import side_masks
-from render2style.inference.inputs import DEFAULT_EXCLUDE, list_images
-from render2style.utils.io import atomic_save_image, atomic_write_json, open_image, to_rgb_uint8
+from render2style.options.encode_options import DEFAULT_EXCLUDE
+
+# torch, dlib and the alignment code load after the options are parsed (a fast --help).
 
 log = logging.getLogger("render2style.align_faces")
 
@@ -42,7 +40,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "r2s-align-faces --input renders/ --out aligned/ --output_size 256            # a render's own landmarks"])
     p.add_argument("--input", required=True, help="an image, a folder or a glob pattern")
     p.add_argument("--out", required=True, help="output folder (aligned images + transforms/)")
-    p.add_argument("--detector", choices=["auto", "annotations", "dlib", "mtcnn"], default="auto")
+    p.add_argument("--detector", choices=["auto", "annotations", "dlib", "mtcnn"], default="auto",
+                   help="landmark source: auto = a render's own annotations when present, else dlib")
     p.add_argument("--output_size", type=int, default=1024, help="side of the aligned crops (FFHQ: 1024)")
     p.add_argument("--predictor", default=None,
                    help="dlib shape_predictor_68_face_landmarks.dat (default: from face_recognition_models)")
@@ -52,6 +51,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def _load(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """(uint8 RGB, or RGBA when the image has a face mask: its alpha or a side file; uint8 hair mask or None)."""
+    from render2style.datasets.masks import side_masks
+    from render2style.utils.io import open_image, to_rgb_uint8
+
     img = open_image(path)
     rgb = np.asarray(to_rgb_uint8(img, path))
     face, hair = side_masks(path)
@@ -81,6 +83,8 @@ class Aligner:
 
     def landmarks(self, path: Path, image: np.ndarray) -> tuple[Optional[np.ndarray], str]:
         """(68 landmarks, or MTCNN's 5 points, or None when no face; name of the landmark source)."""
+        from render2style.alignment.landmarks import DlibLandmarks, MTCNNPoints, annotation_landmarks
+
         if self.detector in ("auto", "annotations"):
             lm = annotation_landmarks(path)
             if lm is not None or self.detector == "annotations":
@@ -97,6 +101,10 @@ class Aligner:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    from render2style.alignment.ffhq import align_face, points_from_5, points_from_68, warp_antialiased
+    from render2style.inference.inputs import list_images
+    from render2style.utils.io import atomic_save_image, atomic_write_json
+
     out = Path(args.out)
     (out / "transforms").mkdir(parents=True, exist_ok=True)
     aligner = Aligner(args.detector, args.predictor, args.device)

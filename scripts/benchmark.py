@@ -57,7 +57,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first (compilation happens here)")
     p.add_argument("--teacher", choices=["none", "demo"], default="demo",
                    help="time the Garbin teacher with TeacherConfig.demo() on the demo generator")
-    p.add_argument("--teacher_images", type=int, default=1)
+    p.add_argument("--teacher_images", type=int, default=1, help="renders the teacher is timed on")
     p.add_argument("--lpips_weights", default=None,
                    help="VGG-16 LPIPS backbone for the teacher; absent: the teacher's demo option (no perceptual terms)")
     p.add_argument("--json", default=None, help="write the results as JSON here")

@@ -67,7 +67,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocation, kernel selection)")
     p.add_argument("--stylegan_weights", default=None, help="full config: a 1024² generator (default: random)")
     p.add_argument("--lpips_weights", default=None, help="LPIPS backbone weights (enables the LPIPS term)")
-    p.add_argument("--lpips_type", default="alex", choices=["alex", "vgg"])
+    p.add_argument("--lpips_type", default="alex", choices=["alex", "vgg"], help="backbone of --lpips_weights")
     p.add_argument("--id_weights", default=None, help="ArcFace IR-SE50 model_ir_se50.pth (enables the ID term)")
     p.add_argument("--timing_only", action="store_true",
                    help="full config: LPIPS / ID with RANDOM weights when their files are not given (timings only)")

