@@ -62,7 +62,7 @@ def load_arcface_onnx(path: str | os.PathLike | None) -> nn.Module:
         import onnx2torch
     except ImportError as e:
         raise ImportError("the arcface_onnx identity backbone needs onnx2torch: "
-                          "pip install 'render2style[onnx]' (onnx, onnx2torch)") from e
+                          "pip install \"render2style[onnx]\" (in a working copy: pip install -e \".[onnx]\")") from e
     try:
         return onnx2torch.convert(str(path))
     except Exception as e:  # onnx raises its own error types for bad files

@@ -52,7 +52,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--id_backbone", choices=["ir_se50", "arcface_onnx", "facenet"], default="arcface_onnx",
                    help="network of --id_weights")
     p.add_argument("--id_weights", default=None, help="identity network weights (e.g. w600k_mbf.onnx; ONNX models "
-                   "need the onnx extra: pip install \"render2style[onnx]\")")
+                   "need the onnx extra: pip install \"render2style[onnx]\"; in a working copy -e \".[onnx]\")")
     p.add_argument("--dlib", type=str2bool, nargs="?", const=True, default=True,
                    help="dlib identity and landmark metrics")
     p.add_argument("--predictor", default=None, help="dlib shape_predictor_68_face_landmarks.dat")

@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_tool_info(p, "r2s-fit-control-vectors", "render2style.scripts.fit_control_vectors", [
-        "r2s-fit-control-vectors --stylegan_weights ffhq.pt --labels labels.csv --method lstsq \\\n"
+        "r2s-fit-control-vectors --stylegan_weights stylegan2-ffhq-config-f.pt --labels labels.csv --method lstsq \\\n"
         "--out control_vectors.pt --centroids 8      # also writes control_vectors_centroids.pt",
-        "r2s-fit-control-vectors --stylegan_weights ffhq.pt --unsupervised 33 --centroids 8 --out cv.pt"])
+        "r2s-fit-control-vectors --stylegan_weights stylegan2-ffhq-config-f.pt --unsupervised 33 --centroids 8 \\\n"
+        "--out cv_pca.pt"])
     p.add_argument("--stylegan_weights", default="demo",
                    help="StyleGAN2 checkpoint (rosinality layout) or 'demo' for the seeded demo generator")
     p.add_argument("--labels", help="CSV: 'seed' or 'latent' column, then attribute columns")

@@ -112,7 +112,7 @@ def test_numpy_pickle_loader_refuses_code(tmp_path):
 
 
 def test_converter_script_writes_torchvision_layout(alex_ckpt, tmp_path):
-    out = tmp_path / "alexnet_features.pth"
+    out = tmp_path / "alexnet-owt-7be5be79.pth"
     assert convert_lpips_weights.main(["--src", str(alex_ckpt[0]), "--net", "alex", "--out", str(out)]) == 0
     saved = torch.load(out, weights_only=True)
     assert all(k.startswith("features.") for k in saved)
