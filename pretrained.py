@@ -107,6 +107,17 @@ def require_known_weights(path: str | os.PathLike | None, key: str) -> Path:
     return require_weights(path, info.file, info.source, search_cache=info.cached)
 
 
+LPIPS_NET_WEIGHTS = {"alex": "alexnet", "vgg": "vgg16"}  # LPIPS backbone -> KNOWN_WEIGHTS key
+
+
+def weights_record(files: dict[str, str | os.PathLike | None]) -> dict[str, dict[str, str]]:
+    """``{option: {"path": absolute path, "sha256": hex}}`` for the weight files a run used (for its
+    ``run.json``); entries that are None or not files (such as ``demo``) are left out."""
+    from render2style.utils.io import file_sha256
+    return {name: {"path": str(Path(p).expanduser().resolve()), "sha256": file_sha256(Path(p).expanduser())}
+            for name, p in files.items() if p is not None and Path(p).expanduser().is_file()}
+
+
 class _NumpyUnpickler(pickle.Unpickler):
     """Rebuilds only numpy arrays, dtypes and plain containers; any other global is refused."""
 

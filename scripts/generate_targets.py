@@ -7,17 +7,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
 from render2style.options.validators import int_at_least
+from render2style.teacher.methods import METHODS
+
+if TYPE_CHECKING:
+    from render2style.teacher import TeacherConfig
 
 log = logging.getLogger(__name__)
-
-#: ``render2style.teacher.METHODS`` (tests/test_cli.py checks they agree), written here so that parsing the
-#: options (and --help) imports no torch.
-METHODS = ("garbin", "image2stylegan", "projector")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +121,21 @@ def load_perceptual(args, cfg: TeacherConfig, device: str):
         raise MissingWeightsError(f"{e}. For a demo run without perceptual terms pass --no_perceptual.") from e
 
 
-def load_generator_arg(path: Optional[str], device: str):
+def weights_used(args, cfg, perceptual) -> dict:
+    """Every weights file this run reads, with its SHA-256 (``run.json``): the generator, the LPIPS and VGG
+    files actually used (a file found in the torch cache included), centroids and control vectors."""
+    from render2style.pretrained import LPIPS_NET_WEIGHTS, require_known_weights, weights_record
+    files = {"stylegan_weights": args.stylegan_weights, "centroids": args.centroids,
+             "control_vectors": args.control_vectors}
+    if perceptual is not False:
+        files["lpips_weights"] = require_known_weights(args.lpips_weights, LPIPS_NET_WEIGHTS[cfg.lpips_net])
+        if args.method == "image2stylegan":
+            files["vgg_weights"] = require_known_weights(
+                args.vgg_weights or (files["lpips_weights"] if cfg.lpips_net == "vgg" else None), "vgg16")
+    return weights_record(files)
+
+
+def load_generator_arg(path: str | None, device: str):
     """(G, w_avg or None, name recorded in run.json)."""
     from render2style.stylegan2 import demo_generator, load_generator
     if path is None:
@@ -144,7 +159,7 @@ def renders_source(args):
     return build_render_source("renders", root, skip_corrupt=args.skip_corrupt), str(root)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     from render2style.teacher.job import generate_targets
@@ -156,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     perceptual = load_perceptual(args, cfg, device)
     source, root = renders_source(args)
     extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
-             "control_vectors_file": args.control_vectors}
+             "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual)}
     stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
                              progress=not args.no_progress, seed=args.seed, generator_name=generator_name,
                              device=device, skip_corrupt=args.skip_corrupt, limit=args.limit, extra_config=extra)

@@ -334,3 +334,17 @@ def test_fitted_noise_is_stored_with_the_latent_and_checked(tmp_path, monkeypatc
     assert not job.is_finished(tmp_path, "r000") and job.is_finished(tmp_path, "r001")
     assert run(tmp_path, FakeSource(2), method="projector")["done"] == 1
     assert job.is_finished(tmp_path, "r000")
+
+
+def test_run_json_records_every_weights_file_with_its_sha256(tmp_path, monkeypatch):
+    import hashlib
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    centroids = tmp_path / "cv_centroids.pt"
+    torch.save({"vectors": torch.randn(2, 512, generator=torch.Generator().manual_seed(0))}, centroids)
+    out = tmp_path / "targets"
+    generate_targets.main(["--out", str(out), "--no_perceptual", "--limit", "1", "--device", "cpu",
+                           "--centroids", str(centroids), *TINY])
+    weights = json.loads((out / "run.json").read_text())["weights"]
+    assert weights == {"centroids": {"path": str(centroids.resolve()),
+                                     "sha256": hashlib.sha256(centroids.read_bytes()).hexdigest()}}

@@ -253,6 +253,7 @@ def test_console_and_board_log_the_mean_since_the_last_log(tmp_path, caplog):
     logged = [float(re.search(r"  loss ([0-9.]+)", line).group(1)) for line in lines]
     expected = [history[0]["loss"], np.mean(losses(history)[1:3]), np.mean(losses(history)[3:6])]
     np.testing.assert_allclose(logged, expected, atol=1e-4)
+    assert lines[-1].endswith("ETA 00:00)") and all(re.search(r"s/step, ETA \d\d:\d\d\)$", line) for line in lines)
 
 
 @pytest.mark.parametrize("workers", [0, 1])

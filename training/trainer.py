@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from render2style.options.train_options import opts_to_dict
 from render2style.training import checkpointing as ckpt_io
@@ -313,7 +314,9 @@ class Trainer:
                 terms = "  ".join(f"{k} {v:.4f}" for k, v in mean.items())
                 first = step - len(window) + 1
                 steps = f"step {step}/{o.max_steps}" if first == step else f"steps {first}-{step}/{o.max_steps}"
-                log.info("%s  %s  (%.2f s/step)", steps, terms, (time.time() - t0) / max(1, len(self.history)))
+                per_step = (time.time() - t0) / max(1, len(self.history))
+                log.info("%s  %s  (%.2f s/step, ETA %s)", steps, terms, per_step,
+                         tqdm.format_interval(per_step * (o.max_steps - step)))
         if self.env.is_main and (step % o.image_interval == 0 or step == 1):
             self._log_images("train", batch["input"], batch["target"], y_hat)
         final = step >= o.max_steps
