@@ -1,11 +1,23 @@
 """Zero-shot optimization teacher: Garbin et al. (steps 1-4), Image2StyleGAN and the StyleGAN2 projector.
 
 ``run_teacher(method, G, TeacherInput(...), TeacherConfig(), perceptual, seed)`` -> ``TeacherResult``.
+Names are imported on first use, so ``render2style.teacher.methods`` (for option parsers) stays light.
 """
-from render2style.teacher.config import TeacherConfig, TeacherInput, TeacherResult
-from render2style.teacher.losses import PerceptualNets, TeacherLoss
-from render2style.teacher.priors import resolve_priors
-from render2style.teacher.run import METHODS, run_teacher
+from __future__ import annotations
 
-__all__ = ["run_teacher", "TeacherConfig", "TeacherInput", "TeacherResult", "PerceptualNets", "TeacherLoss",
-           "resolve_priors", "METHODS"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TeacherConfig": "config", "TeacherInput": "config", "TeacherResult": "config",
+    "PerceptualNets": "losses", "TeacherLoss": "losses", "resolve_priors": "priors",
+    "run_teacher": "run", "METHODS": "methods",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

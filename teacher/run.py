@@ -18,13 +18,13 @@ from render2style.teacher.image2stylegan import Image2StyleGANLoss, image2styleg
 from render2style.teacher.landmarks import LandmarkDetector, face_box
 from render2style.teacher.losses import PerceptualNets, TeacherLoss, resolve_perceptual
 from render2style.teacher.masks import loss_mask, resize
+from render2style.teacher.methods import METHODS
 from render2style.teacher.priors import resolve_priors
 from render2style.teacher.projector import ProjectorSettings, project
 from render2style.teacher.select import score_candidates, select_best
 
 log = logging.getLogger(__name__)
 
-METHODS = ("garbin", "image2stylegan", "projector")
 
 
 @dataclass
