@@ -91,6 +91,8 @@ def error_line(error: BaseException) -> str:
             text = f"KeyError: {text}"
         elif not isinstance(error, (OSError, ValueError, RuntimeError)) or not text:
             text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker: the original error is the last line
+        text = text.strip().splitlines()[-1]
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 

@@ -85,6 +85,13 @@ def test_an_error_ends_a_command_in_one_line_and_status_1(capsys, monkeypatch):
     assert run_tool(missing, []) == 1
     assert capsys.readouterr().err == "error: /nonexistent/dir/f.pth: No such file or directory\n"
 
+    def in_worker(argv):  # torch re-raises a DataLoader worker's error with the worker's traceback in its text
+        raise ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                         "last):\n  File \"x.py\", line 1\nValueError: r.png: no face mask; pass --dataset images")
+
+    assert run_tool(in_worker, []) == 1
+    assert capsys.readouterr().err == "error: ValueError: r.png: no face mask; pass --dataset images\n"
+
 
 def test_an_unexpected_error_names_its_type_and_how_to_see_the_traceback(capsys, monkeypatch):
     from render2style.cli import run_tool
