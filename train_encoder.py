@@ -70,10 +70,12 @@ def _make_demo_targets(opts: argparse.Namespace) -> None:
                 "(%d samples, %d CS-ANNS rounds, %d projector steps, %d seeds), perceptual (LPIPS) terms off. "
                 "Real targets: r2s-generate-targets with LPIPS weights",
                 DEMO_TEACHER_METHOD, cfg.n_samples, cfg.csanns_outer, cfg.proj_steps, cfg.n_seeds)
+    from tqdm.contrib.logging import logging_redirect_tqdm
     source = build_render_source("renders", opts.renders)
     t0 = time.perf_counter()
-    generate_targets(source, opts.targets, demo_generator(opts.demo_seed), cfg, DEMO_TEACHER_METHOD, False,
-                     shard=(0, 1), seed=opts.seed, generator_name="demo")
+    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        generate_targets(source, opts.targets, demo_generator(opts.demo_seed), cfg, DEMO_TEACHER_METHOD, False,
+                         shard=(0, 1), seed=opts.seed, generator_name="demo")
     log.info("demo targets made in %.0f s", time.perf_counter() - t0)
 
 

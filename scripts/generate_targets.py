@@ -162,6 +162,8 @@ def renders_source(args):
 def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from render2style.teacher.job import generate_targets
     device = args.device or default_device()
     G, w_avg, generator_name = load_generator_arg(args.stylegan_weights, device)
@@ -172,9 +174,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     source, root = renders_source(args)
     extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
              "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual)}
-    stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
-                             progress=not args.no_progress, seed=args.seed, generator_name=generator_name,
-                             device=device, skip_corrupt=args.skip_corrupt, limit=args.limit, extra_config=extra)
+    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
+                                 progress=not args.no_progress, seed=args.seed, generator_name=generator_name,
+                                 device=device, skip_corrupt=args.skip_corrupt, limit=args.limit, extra_config=extra)
     log.info("targets in %s: %s", args.out, stats)
     return stats
 
