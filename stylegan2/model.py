@@ -144,8 +144,9 @@ class ModulatedConv2d(nn.Module):
             out = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), padding=0, stride=2)
         else:
             out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
-        if self.demodulate:
-            demod = torch.rsqrt(s.pow(2) @ weight.pow(2).sum([2, 3]).t() + 1e-8)  # [b, out]
+        if self.demodulate:       # in float32 under autocast too, as the fused path's weight statistics
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                demod = torch.rsqrt(s.float().pow(2) @ weight.float().pow(2).sum([2, 3]).t() + 1e-8)  # [b, out]
             out = out * demod.view(b, self.out_channel, 1, 1).to(out.dtype)
         return out
 

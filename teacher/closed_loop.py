@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from render2style.teacher.common import seeded_generator
 from render2style.teacher.config import TeacherInput
 from render2style.teacher.masks import blur
 
@@ -60,7 +61,7 @@ def closed_loop_cases(G, n: int, seed: int = 0, shift: DomainShift = DomainShift
     """``n`` cases with ``w_true`` = w̄ + ψ (mapping(z) − w̄) for seeded z (ψ = ``truncation``, the usual
     range of well-formed samples), rendered with ``G``'s stored noise and shifted by ``shift``."""
     device = next(G.parameters()).device
-    z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    z = torch.randn(n, G.style_dim, generator=seeded_generator(seed, "closed_loop")).to(device)
     w_avg = G.mean_latent(4096, seed=seed + 1).reshape(1, -1)
     w = w_avg + truncation * (G.style(z) - w_avg)
     w_plus = w[:, None].expand(-1, G.n_latent, -1).contiguous()

@@ -24,6 +24,14 @@ def stream_key(render_id: str = "", flip: bool = False) -> tuple[int, int]:
     return int.from_bytes(digest[:8], "little"), int(flip)
 
 
+def seeded_generator(seed: int, purpose: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator for one ``purpose`` ("priors", "closed_loop", ...) of base ``seed``, from
+    SeedSequence([seed, hash(purpose)]): its draws never coincide with those after ``torch.manual_seed(seed)``
+    (which, e.g., made the demo generator's weights)."""
+    state = np.random.SeedSequence([seed, stream_key(purpose)[0]]).generate_state(1, dtype=np.uint64)[0] >> 1
+    return torch.Generator(device=device).manual_seed(int(state))
+
+
 def seed_generators(seed: int, n: int, offset: int = 0, key: Sequence[int] = (),
                     device: torch.device | str = "cpu") -> list[torch.Generator]:
     """Independent generators on ``device`` for seed indices ``offset .. offset + n - 1`` of base ``seed``

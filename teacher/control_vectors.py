@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from render2style.pretrained import load_torch_file
+from render2style.teacher.common import seeded_generator
 from render2style.utils.io import atomic_save_npy, atomic_torch_save
 
 
@@ -22,8 +23,7 @@ from render2style.utils.io import atomic_save_npy, atomic_torch_save
 def sample_w(G, n_samples: int, seed: int = 0, device: str | torch.device = "cpu",
              batch_size: int = 4096) -> torch.Tensor:
     """Map ``n_samples`` seeded random z through ``G``'s mapping network: ``[n_samples, style_dim]`` on CPU."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n_samples, G.style_dim, generator=gen)
+    z = torch.randn(n_samples, G.style_dim, generator=seeded_generator(seed, "priors"))
     return torch.cat([G.style(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)])
 
 

@@ -3,13 +3,13 @@
 Per outer iteration, 512 fresh proposals (centroid + N(0, σ²), eq. 3) are blended with the current w_n
 by α ~ U[0.25, 0.75]; w_n itself is candidate 0. The optimised point is a per-layer convex combination
 of the 513 candidates (a softmax over candidates of a [513 × n_latent] logit matrix, so every row of
-weights sums to 1) plus the control vectors scaled by β, clamped to |β| ≤ 2. Adam at the paper's lr
-0.01, divided by 10 every 4 inner iterations; the best point seen becomes the next w_n. Loss: eq. 1
-without the landmark term.
+weights sums to 1) plus the control vectors scaled by β, clamped to |β| ≤ 2 after every step (projected
+Adam). Adam at the paper's lr 0.01, divided by 10 every 4 inner iterations; the best point seen becomes
+the next w_n. Loss: eq. 1 without the landmark term.
 
 Step sizes. The paper gives the learning rate but not the scale of the parameters it applies to. Adam
-moves every parameter by about lr per iteration whatever its gradient, so over 8 inner iterations
-(4 at lr, 4 at lr/10) a parameter moves at most 4.4·lr = 0.044. Applied to raw logits that start at
+moves every parameter by about lr per iteration whatever its gradient, so over the 7 steps between 8
+inner evaluations (4 at lr, 3 at lr/10) a parameter moves at most 4.3·lr = 0.043. Applied to raw logits that start at
 (L₀, 0, ..., 0) with L₀ ≈ 10 (w_n's weight 0.98 against 512 proposals) and to raw β, nothing moves:
 no proposal's weight exceeds 1e-4 and |β| stays below 0.05 (the step then only drifts towards the
 proposals' mean). Here the optimised parameters are θ with
@@ -18,8 +18,11 @@ proposals' mean). Here the optimised parameters are θ with
 
 so that Adam's lr 0.01 on θ moves a logit by 2.5 per iteration: one iteration can give the helpful
 proposals weights comparable to w_n's, and the ÷10 decay after 4 iterations refines around them; β
-moves by 0.5 per iteration and can reach the clamp within the first 4. The start is still "alpha one
-only for the current wn" up to the softmax (w_n's weight ``csanns_init_weight``) and β = 0.
+moves by 0.5 per iteration and can reach the clamp within the first 4. For Adam a scale is the same as
+a larger learning rate (up to its ε): the real step sizes are 2.5 (logits) and 0.5 (β), and the first
+step moves every logit by ±2.5 by the sign of its gradient; the scales keep the paper's schedule (lr
+0.01, ÷10) readable as printed. The start is still "alpha one only for the current wn" up to the
+softmax (w_n's weight ``csanns_init_weight``) and β = 0.
 """
 from __future__ import annotations
 
@@ -86,7 +89,7 @@ def csanns_step(G, loss: TeacherLoss, cfg: TeacherConfig, w_start: torch.Tensor,
             last = it == cfg.csanns_inner - 1
             with torch.set_grad_enabled(not last):      # the last point is evaluated, never stepped from
                 logits = cfg.csanns_logit_scale * theta
-                beta = (cfg.csanns_beta_scale * theta_beta).clamp(-cfg.beta_max, cfg.beta_max)
+                beta = cfg.csanns_beta_scale * theta_beta
                 w = convex_combination(logits, candidates, beta, controls)
                 total = loss(synthesize(G, w, cfg.amp))["total"]
             with torch.no_grad():
@@ -103,4 +106,6 @@ def csanns_step(G, loss: TeacherLoss, cfg: TeacherConfig, w_start: torch.Tensor,
             opt.zero_grad(set_to_none=True)
             total.sum().backward()
             opt.step()
+            with torch.no_grad():      # projected: |β| <= 2 after every step, its gradient never cut off
+                theta_beta.clamp_(-cfg.beta_max / cfg.csanns_beta_scale, cfg.beta_max / cfg.csanns_beta_scale)
     return w_n.detach(), best, stats

@@ -6,6 +6,8 @@ Both images are multiplied by the teacher's mask Ia, like every other teacher lo
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -18,9 +20,16 @@ _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
+@functools.lru_cache(maxsize=8)
+def _normalisation(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std on ``device``, copied once (no host-to-device copy per step)."""
+    return _MEAN.to(device, dtype), _STD.to(device, dtype)
+
+
 def vgg_features(vgg: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Activations at :data:`VGG_TAPS` of images ``[B, 3, H, W]`` in [-1, 1]."""
-    x = ((x + 1) / 2 - _MEAN.to(x)) / _STD.to(x)
+    mean, std = _normalisation(x.device, x.dtype)
+    x = ((x + 1) / 2 - mean) / std
     feats = []
     for i, layer in enumerate(vgg[:VGG_TAPS[-1] + 1]):
         x = layer(x)

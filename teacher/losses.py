@@ -5,6 +5,7 @@ features are computed once. The landmark term (dlib) has no gradient and is only
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -25,9 +26,15 @@ _YUV = torch.tensor([[0.299, 0.587, 0.114],
                      [0.615, -0.51499, -0.10001]])
 
 
+@functools.lru_cache(maxsize=8)
+def _yuv_matrix(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The matrix on ``device``, copied once (a host-to-device copy per loss call would synchronize)."""
+    return _YUV.to(device, dtype)
+
+
 def rgb_to_yuv(x: torch.Tensor) -> torch.Tensor:
     """Images ``[B, 3, H, W]`` in [-1, 1] -> YUV ``[B, 3, H, W]`` (Y in [0, 1])."""
-    return torch.einsum("ij,bjhw->bihw", _YUV.to(x.device, x.dtype), (x + 1) / 2)
+    return torch.einsum("ij,bjhw->bihw", _yuv_matrix(x.device, x.dtype), (x + 1) / 2)
 
 
 @dataclass

@@ -78,8 +78,8 @@ def preprocess(images: torch.Tensor, mask: torch.Tensor, size: int = 256, kernel
     paper calls it crucial. Here ``sigma`` is relative to the kernel size: σ = 0.15 × 7 = 1.05 px, the σ
     for which 7 taps span ±3σ, applied at the loss resolution (256² in the paper). It passes the face's
     structure and removes the finest texture: a pattern at the Nyquist frequency keeps < 1 % of its
-    amplitude, one at a quarter of it about 25 %. Filtering after the resampling (rather than before, at
-    1024²) equals a 4× wider filter at the source resolution and costs 16× less.
+    amplitude, one at half of it (0.25 cycles per pixel) about 25 %. Filtering after the resampling
+    (rather than before, at 1024²) equals a 4× wider filter at the source resolution and costs 16× less.
     """
     if mask.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"mask {tuple(mask.shape)} and images {tuple(images.shape)} differ in size")

@@ -90,8 +90,10 @@ def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptua
     if nets is None:
         _warn_no_perceptual()
     device = next(G.parameters()).device
-    if None in (cfg.centroids, cfg.control_vectors, cfg.w_avg, cfg.w_std):
+    if any(v is None for v in (cfg.centroids, cfg.control_vectors, cfg.w_avg, cfg.w_std)):
         cfg = resolve_priors(G, cfg, device)
+    cfg = cfg.replace(centroids=cfg.centroids.to(device), control_vectors=cfg.control_vectors.to(device),
+                      w_avg=cfg.w_avg.to(device))           # once, not per step (each copy would synchronize)
     key = stream_key(render_id, flip)
     timer = StepTimer(device)
     start = time.perf_counter()
@@ -164,6 +166,6 @@ def _baseline(method: str, G, prob: Problem, cfg: TeacherConfig, nets: Perceptua
             fit = project(G, lambda x: prob.loss(x)["total"], w_avg, w_std=cfg.w_std, gens=gens,
                           settings=ProjectorSettings.baseline(cfg), amp=cfg.amp)
         w, noise, history = fit.w, fit.noise, fit.history
-    first_last = torch.stack([history[0], history[-1]]).tolist()
+    first_last = torch.stack([history[0], history[-1]]).tolist() if len(history) else [float("nan")] * 2
     return w, noise, [{"step": method, "seed": 0}], {f"loss_{method}_first": first_last[0],
                                                      f"loss_{method}_last": first_last[1]}

@@ -227,15 +227,13 @@ def test_interpolation_candidates_follow_eq4():
 
 # --- closed loop: renders = G(w_true) ------------------------------------------------------------
 
-def test_garbin_selects_the_best_ssim_and_beats_its_start(garbin_result):
+def test_garbin_selects_the_best_ssim(garbin_result):
     res, cfg = garbin_result
     assert len(res.candidates) == cfg.n_seeds * (3 + len(cfg.interp_layers) * len(cfg.interp_alphas))
     ssims = [c["ssim"] for c in res.candidates]
     best = res.candidates[int(np.argmax(ssims))]
     assert res.metrics["ssim"] == pytest.approx(max(ssims))
     assert torch.equal(res.w_plus, best["w_plus"])
-    start = max(c["ssim"] for c in res.candidates if c["step"] == "sampling")
-    assert res.metrics["ssim"] > start
 
 
 def test_garbin_result_shapes_and_metrics(G, garbin_result):
