@@ -112,7 +112,7 @@ def test_teacher_quality_benchmark_reports_every_step_and_its_gain(tmp_path):
                     "--out_csv", str(tmp_path / "q.csv"), "--out_md", str(tmp_path / "q.md"),
                     *[a for t in tiny for a in ("--set", t)]])
     steps = [(r["target"], r["method"], r["step"]) for r in rows]
-    assert len(steps) == 2 * 6 and len(set(steps)) == len(steps)
+    assert len(steps) == 2 * 7 and len(set(steps)) == len(steps)
     by = {(r["target"], r["step"]): r for r in rows if r["method"] in ("garbin", "start")}
     for target in {r["target"] for r in rows}:
         assert by[(target, "csanns")]["loss"] < by[(target, "sampling")]["loss"] < by[(target, "start")]["loss"]
@@ -120,7 +120,8 @@ def test_teacher_quality_benchmark_reports_every_step_and_its_gain(tmp_path):
                                                          if r["target"] == target and r["method"] == "garbin")
         assert by[(target, "start")]["w_err"] > 0
     table = (tmp_path / "q.md").read_text()
-    for label in ("start (w̄)", "| sampling |", "| csanns |", "| projector |", "| selection |", "baseline projector"):
+    for label in ("start (w̄)", "| sampling |", "| csanns |", "| projector |", "| interpolation |", "| selection |",
+                  "baseline projector"):
         assert label in table
-    assert "yes (loss, 2/2)" in table
+    assert "yes (2/2)" in table and "by construction" in table
     assert len((tmp_path / "q.csv").read_text().strip().splitlines()) == len(rows) + 1
