@@ -67,9 +67,9 @@ class InferenceModel:
         self.n_latent = net.decoder.n_latent
         self._encode, self._decode = net.encode, self._synthesize
         if compile and device.type == "cpu":
-            log.warning("--compile on the CPU: compiling costs minutes before the first batch (about 2 minutes for "
-                        "the demo encoder on 2 cores) and pays off only for many thousands of images; drop --compile "
-                        "for short CPU runs")
+            log.warning("--compile on the CPU: compiling takes minutes before the first batch (126 s for the demo "
+                        "encoder on 2 cores; seconds once torch's compile cache holds it) and the compiled model was "
+                        "no faster there; --compile is meant for GPUs")
         if compile:
             self._encode = _Fallback(net.encode, "the encoder")
             self._decode = _Fallback(self._synthesize, "the generator")
