@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING
 
 from render2style.options.encode_options import EncodeOptions
 
@@ -51,7 +52,7 @@ def _paste_batch(images: torch.Tensor, names: Sequence[str], transforms: Path, o
 
 
 def _write_interpolation(model: InferenceModel, pair: list[tuple[str, torch.Tensor]], opts, out: Path,
-                         layers: Optional[list[int]]) -> None:
+                         layers: list[int] | None) -> None:
     """Morph frames (and an optional mp4/gif) from the first input's code to the second's (only ``layers``
     move; None: all)."""
     import torch
@@ -69,12 +70,11 @@ def _write_interpolation(model: InferenceModel, pair: list[tuple[str, torch.Tens
     log.info("interpolation: %d frames in %s", opts.interp_steps, folder)
 
 
-def run(opts, net: Optional[pSp] = None) -> int:
+def run(opts, net: pSp | None = None) -> int:
     """Encode everything ``opts.input`` names (``opts`` from :class:`EncodeOptions`); returns 0 when every
     input was encoded, 1 when any failed (``--on_error fail`` stops at the first, ``skip`` encodes the rest)
     or when nothing was encoded. ``net``: an already loaded model instead of ``opts.checkpoint``."""
     import numpy as np
-    import torch
 
     from render2style.encoders.psp import pSp
     from render2style.inference.engine import InferenceModel, pad_batch, pick_device, synchronize
@@ -181,7 +181,7 @@ def run(opts, net: Optional[pSp] = None) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = EncodeOptions().parse(argv)
     return run(opts)

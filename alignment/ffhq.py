@@ -33,7 +33,7 @@ class AlignTransform:
         atomic_write_json(asdict(self), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "AlignTransform":
+    def load(cls, path: str | os.PathLike) -> AlignTransform:
         with open(path) as f:
             data = json.load(f)
         try:

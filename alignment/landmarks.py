@@ -9,7 +9,6 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -35,7 +34,7 @@ class DlibLandmarks:
 
     name = "dlib"
 
-    def __init__(self, predictor_path: Optional[str | os.PathLike] = None, upsample: int = 1):
+    def __init__(self, predictor_path: str | os.PathLike | None = None, upsample: int = 1):
         import dlib
 
         path = Path(predictor_path) if predictor_path else face_recognition_model_file(
@@ -85,7 +84,7 @@ class MTCNNPoints:
         return [points[i].astype(np.float32) for i in order if probs[i] >= self.min_prob]
 
 
-def annotation_landmarks(image_path: str | os.PathLike) -> Optional[np.ndarray]:
+def annotation_landmarks(image_path: str | os.PathLike) -> np.ndarray | None:
     """68 landmarks [68, 2] for a render from its annotation file, or None when there is none.
 
     Looks for Face Synthetics' ``<stem>_ldmks.txt`` (70 rows "x y": iBUG 68 + 2 pupils) and the demo
@@ -109,7 +108,7 @@ def annotation_landmarks(image_path: str | os.PathLike) -> Optional[np.ndarray]:
     return None
 
 
-def _find_entry(data, path: Path) -> Optional[dict]:
+def _find_entry(data, path: Path) -> dict | None:
     if isinstance(data, dict) and isinstance(data.get("images"), (list, dict)):
         data = data["images"]
     if isinstance(data, dict):

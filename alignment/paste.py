@@ -6,8 +6,6 @@ the seam fades out; or, with ``blend="laplacian"``, blended band by band over a 
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import cv2
 import numpy as np
 
@@ -22,7 +20,7 @@ def warp_back(face: np.ndarray, transform: AlignTransform) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def paste_mask(transform: AlignTransform, face_mask: Optional[np.ndarray] = None,
+def paste_mask(transform: AlignTransform, face_mask: np.ndarray | None = None,
                erode: float = 0.02, blur: float = 0.02) -> np.ndarray:
     """Soft float32 mask [H, W] in [0, 1] of where the face goes.
 
@@ -66,7 +64,7 @@ def laplacian_blend(a: np.ndarray, b: np.ndarray, mask: np.ndarray, levels: int 
 
 
 def paste_back(original: np.ndarray, face: np.ndarray, transform: AlignTransform,
-               face_mask: Optional[np.ndarray] = None, blend: str = "mask",
+               face_mask: np.ndarray | None = None, blend: str = "mask",
                erode: float = 0.02, blur: float = 0.02) -> np.ndarray:
     """Composite ``face`` (aligned crop, uint8 [S, S, 3]) into ``original`` (uint8 [H, W, 3]).
 

@@ -21,9 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from render2style.pretrained import (KNOWN_WEIGHTS, MissingWeightsError, load_torch_file, require_known_weights,
-                                     require_weights)
 from render2style.criteria.resize import resize_image
+from render2style.pretrained import (
+    KNOWN_WEIGHTS,
+    MissingWeightsError,
+    load_torch_file,
+    require_known_weights,
+    require_weights,
+)
 
 FACE_CROP = (slice(35, 223), slice(32, 220))  # rows, columns of the face in a 256² aligned image (pSp)
 INPUT_SIZES = {"ir_se50": 112, "arcface_onnx": 112, "facenet": 160}

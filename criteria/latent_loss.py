@@ -1,7 +1,7 @@
 """Latent loss of amortized training: MSE between the predicted W+ and the teacher's target W+."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

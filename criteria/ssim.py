@@ -6,7 +6,7 @@ averaged over channels and pixels, optionally weighted by a mask, giving one sco
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32,
-                    device: Optional[torch.device] = None) -> torch.Tensor:
+                    device: torch.device | None = None) -> torch.Tensor:
     """Normalised 1-D Gaussian taps ``[size]``."""
     x = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
@@ -60,7 +60,7 @@ def _valid_mask(mask: torch.Tensor, window: int, shape: torch.Size) -> torch.Ten
     return mask[..., r:mask.shape[-2] - (window - 1 - r), r:mask.shape[-1] - (window - 1 - r)]
 
 
-def _reduce_map(m: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+def _reduce_map(m: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean of a ``[B, C, h, w]`` map per image; mask-weighted when a (cropped) mask is given."""
     if mask is None:
         return m.flatten(1).mean(1)
@@ -77,7 +77,7 @@ def _reduce(scores: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, window: int = 11, sigma: float = 1.5,
-         mask: Optional[torch.Tensor] = None, reduction: str = "none") -> torch.Tensor:
+         mask: torch.Tensor | None = None, reduction: str = "none") -> torch.Tensor:
     """SSIM per image ``[B]`` (or its mean) of images ``[B, C, H, W]`` whose values span ``data_range``
     (2 for [-1, 1] images). ``mask`` ``[B or 1, 1, H, W]`` weights the SSIM map at each window centre."""
     _check(x, y, window)
@@ -97,7 +97,7 @@ def ms_scales(size: int, window: int = 11, max_scales: int = 5) -> int:
 
 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, window: int = 11, sigma: float = 1.5,
-            mask: Optional[torch.Tensor] = None, reduction: str = "none",
+            mask: torch.Tensor | None = None, reduction: str = "none",
             weights: Sequence[float] = MS_SSIM_WEIGHTS) -> torch.Tensor:
     """Multi-scale SSIM per image ``[B]``: prod_j cs_j^w_j over the finer scales times SSIM^w at the coarsest.
 

@@ -207,7 +207,8 @@ def _is_hair(u, p: FaceParams):
     """Hair region on the head's unit sphere: above a hairline that drops from the forehead to the back."""
     front = np.clip(u[2], 0, 1)
     side = -0.15 - 0.25 * min(p.hair_length, 1.0)
-    line = np.where(u[2] >= 0, side + (p.hairline - side) * np.sqrt(front), side + (0.4 + 0.4 * min(p.hair_length, 1)) * u[2])
+    behind = side + (0.4 + 0.4 * min(p.hair_length, 1)) * u[2]
+    line = np.where(u[2] >= 0, side + (p.hairline - side) * np.sqrt(front), behind)
     return u[1] > line
 
 
@@ -276,7 +277,8 @@ def render_face(p: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray, np.nd
     xr = cr * X + sr * Y + np.sin(np.radians(p.yaw)) * 0.2 * a
     yr = -sr * X + cr * Y
     length = p.hair_length * b
-    curtain = (length > 0.2 * b) & (np.abs(xr / (1.12 * a)) ** 4 + np.abs((yr + length / 2) / (length / 2 + 0.2 * b)) ** 4 < 1)
+    curtain = (length > 0.2 * b) & (
+        np.abs(xr / (1.12 * a)) ** 4 + np.abs((yr + length / 2) / (length / 2 + 0.2 * b)) ** 4 < 1)
     back_hair = (hhit & _is_hair(hback, p)) | curtain
     hair_shade = 0.35 + 0.3 * np.clip(-yr / (length + b), 0, 1)
     img[back_hair] = p.hair_color * hair_shade[back_hair][:, None]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -22,7 +21,7 @@ FACE_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 16, 18)
 HAIR_CLASSES = (13, 17)
 
 
-def read_mask(path: str | os.PathLike, shape: Optional[tuple[int, int]] = None) -> np.ndarray:
+def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A mask image as float32 ``[H, W]`` in [0, 1]; its size must be ``shape`` (the render's) when given."""
     mask = to_rgb_uint8(open_image(path), path).max(axis=2).astype(np.float32) / 255.0
     if shape is not None and mask.shape != tuple(shape):
@@ -52,7 +51,7 @@ def masks_from_segmentation(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             np.isin(seg, HAIR_CLASSES).astype(np.float32))
 
 
-def read_segmentation(path: Path, shape: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, np.ndarray]:
+def read_segmentation(path: Path, shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(face, hair) masks of a Face Synthetics ``_seg.png``, whose size must be ``shape`` when given."""
     seg = read_class_map(path)
     if shape is not None and seg.shape != tuple(shape):
@@ -61,8 +60,8 @@ def read_segmentation(path: Path, shape: Optional[tuple[int, int]] = None) -> tu
     return masks_from_segmentation(seg)
 
 
-def side_masks(path: str | os.PathLike, shape: Optional[tuple[int, int]] = None
-               ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+def side_masks(path: str | os.PathLike, shape: tuple[int, int] | None = None
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(face, hair) masks of the render ``path`` from its side files, each None when absent."""
     path = Path(path)
     side = {kind: path.with_name(f"{path.stem}_{kind}.png") for kind in ("mask", "hair", "seg")}
@@ -74,7 +73,7 @@ def side_masks(path: str | os.PathLike, shape: Optional[tuple[int, int]] = None
     return face, hair
 
 
-def render_masks(path: str | os.PathLike, img: Image.Image) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+def render_masks(path: str | os.PathLike, img: Image.Image) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(face, hair) masks of the render ``path`` (already opened as ``img``): side files, else alpha for the face."""
     face, hair = side_masks(path, (img.height, img.width))
     if face is None and "A" in img.getbands():

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class Render:
     landmarks: np.ndarray | None    # float32 [68, 2], (x, y) pixels
     path: str
 
-    def flipped(self) -> "Render":
+    def flipped(self) -> Render:
         """The horizontal mirror image, id ``<id>_flip`` (the target folder's name for its targets).
 
         Landmarks move to ``x' = W - 1 - x`` (pixel centres at integers) and swap sides, so the

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Sequence
 
 from render2style.datasets.renders import check_render
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 SHOWN = 5
 
 
-def render_problem(source, index: int) -> Optional[str]:
+def render_problem(source, index: int) -> str | None:
     """Why item ``index`` of ``source`` is unusable (a message naming its file), or None when it is fine."""
     try:
         check_render(source[index])
@@ -29,7 +29,7 @@ def render_problem(source, index: int) -> Optional[str]:
     return None
 
 
-def screen_renders(source, ids: Optional[Sequence[str]] = None, skip_corrupt: bool = False,
+def screen_renders(source, ids: Sequence[str] | None = None, skip_corrupt: bool = False,
                    what: str = "renders") -> list[str]:
     """The usable ids among ``ids`` (default: all of ``source.ids``), in order. Unusable ones raise one
     ``ValueError`` listing them, or with ``skip_corrupt`` are dropped and summarized in the log."""

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
+from typing import Callable
 
 import cv2
 import numpy as np

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Any, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
 
 import torch
 from torch import nn
 
-from render2style.pretrained import KNOWN_WEIGHTS, MissingWeightsError, require_known_weights
 from render2style.encoders.psp_encoders import build_encoder
+from render2style.pretrained import KNOWN_WEIGHTS, MissingWeightsError, require_known_weights
 from render2style.stylegan2 import Generator, demo_generator, infer_config, load_generator, read_checkpoint
 from render2style.stylegan2.checkpoint import WEIGHTS_HELP
 
@@ -117,8 +118,8 @@ def load_ir_se50_weights(encoder: nn.Module, path: str | os.PathLike) -> None:
     log.info("encoder backbone initialized from %s (%d tensors)", path, len(loaded))
 
 
-def build_decoder(opts: argparse.Namespace, checkpoint: Optional[Mapping[str, Any]] = None
-                  ) -> tuple[Generator, Optional[torch.Tensor]]:
+def build_decoder(opts: argparse.Namespace, checkpoint: Mapping[str, Any] | None = None
+                  ) -> tuple[Generator, torch.Tensor | None]:
     """The StyleGAN2 decoder and the generator file's ``latent_avg`` (None unless read from a file).
 
     From a checkpoint the architecture is read from its decoder weights (loaded later, strictly).
@@ -144,7 +145,7 @@ class pSp(nn.Module):  # noqa: N801  (pSp's name)
     ``checkpoint`` passes checkpoint contents already read from ``opts.checkpoint_path``.
     """
 
-    def __init__(self, opts: OptsLike, checkpoint: Optional[Mapping[str, Any]] = None):
+    def __init__(self, opts: OptsLike, checkpoint: Mapping[str, Any] | None = None):
         super().__init__()
         self.opts = opts = resolve_opts(opts)
         if checkpoint is None and opts.checkpoint_path is not None:
@@ -220,9 +221,9 @@ class pSp(nn.Module):  # noqa: N801  (pSp's name)
             codes = codes + self.latent_avg
         return codes
 
-    def forward(self, x: torch.Tensor, resize: bool = True, latent_mask: Optional[Sequence[int]] = None,
-                inject_latent: Optional[torch.Tensor] = None, return_latents: bool = False,
-                alpha: Optional[float] = None, randomize_noise: bool = False, input_code: bool = False):
+    def forward(self, x: torch.Tensor, resize: bool = True, latent_mask: Sequence[int] | None = None,
+                inject_latent: torch.Tensor | None = None, return_latents: bool = False,
+                alpha: float | None = None, randomize_noise: bool = False, input_code: bool = False):
         """pSp's forward: images [B, 3, S, S] (and the W+ latents when ``return_latents``).
 
         ``latent_mask``: W+ layers replaced by ``inject_latent`` (blended by ``alpha`` when given) or
@@ -255,7 +256,7 @@ class pSp(nn.Module):  # noqa: N801  (pSp's name)
         return {"state_dict": self.state_dict(), "opts": opts, "latent_avg": self.latent_avg.detach().cpu().clone()}
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", **overrides: Any) -> "pSp":
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu", **overrides: Any) -> pSp:
         """Load an official pSp checkpoint or one of ours (strict keys), in eval mode.
 
         The architecture comes from the checkpoint's ``opts`` (missing pSp options get pSp's defaults)

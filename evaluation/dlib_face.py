@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -20,8 +19,8 @@ class DlibFace:
     """Largest-face landmarks ``[68, 2]`` and descriptors ``[128]`` (None when no face is found); dlib calls two
     faces the same person when their descriptors are less than 0.6 apart (Euclidean)."""
 
-    def __init__(self, predictor_path: Optional[str | os.PathLike] = None,
-                 recognition_path: Optional[str | os.PathLike] = None, upsample: int = 1):
+    def __init__(self, predictor_path: str | os.PathLike | None = None,
+                 recognition_path: str | os.PathLike | None = None, upsample: int = 1):
         import dlib
 
         self.landmarker = DlibLandmarks(predictor_path, upsample)
@@ -33,13 +32,14 @@ class DlibFace:
             self.recognizer = dlib.face_recognition_model_v1(str(path))
         except RuntimeError as e:
             raise ValueError(f"{path}: expected dlib's face recognition model "
-                             f"(dlib_face_recognition_resnet_model_v1.dat); dlib cannot read it ({e}); {DLIB_HINT}") from e
+                             f"(dlib_face_recognition_resnet_model_v1.dat); dlib cannot read it ({e}); "
+                             f"{DLIB_HINT}") from e
 
-    def landmarks(self, rgb: np.ndarray) -> Optional[np.ndarray]:
+    def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
         faces = self.landmarker(rgb)
         return faces[0] if faces else None
 
-    def descriptor(self, rgb: np.ndarray) -> Optional[np.ndarray]:
+    def descriptor(self, rgb: np.ndarray) -> np.ndarray | None:
         rgb = np.ascontiguousarray(rgb[..., :3])
         rects = self.landmarker.detect(rgb)
         if not rects:

@@ -10,8 +10,9 @@ weights, no face found) is ``None`` (``n/a`` in the CSV) and the summary says wh
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -28,13 +29,13 @@ class Pair:
     name: str
     output: np.ndarray
     reference: np.ndarray
-    output_code: Optional[np.ndarray] = None
-    reference_code: Optional[np.ndarray] = None
-    runtime_s: Optional[float] = None              # seconds the output took per image
-    reference_runtime_s: Optional[float] = None    # seconds the reference took (teacher)
+    output_code: np.ndarray | None = None
+    reference_code: np.ndarray | None = None
+    runtime_s: float | None = None              # seconds the output took per image
+    reference_runtime_s: float | None = None    # seconds the reference took (teacher)
 
 
-def to_tensor(rgb: np.ndarray, size: Optional[int] = None) -> torch.Tensor:
+def to_tensor(rgb: np.ndarray, size: int | None = None) -> torch.Tensor:
     """uint8 [H, W, 3] -> float [1, 3, H, W] in [-1, 1], optionally resized (antialiased) to ``size``²."""
     t = torch.from_numpy(np.array(rgb[..., :3])).permute(2, 0, 1)[None].float() / 127.5 - 1.0
     if size is not None and t.shape[-2:] != (size, size):
@@ -63,10 +64,10 @@ class Evaluator:
         unavailable: metric -> reason, reported in the summary for metrics switched off.
     """
 
-    def __init__(self, size: int = 256, lpips: Optional[torch.nn.Module] = None,
-                 identity: Optional[dict[str, torch.nn.Module]] = None, dlib_face=None,
-                 landmarks: Optional[LandmarkFn] = None, device: str | torch.device = "cpu",
-                 unavailable: Optional[dict[str, str]] = None):
+    def __init__(self, size: int = 256, lpips: torch.nn.Module | None = None,
+                 identity: dict[str, torch.nn.Module] | None = None, dlib_face=None,
+                 landmarks: LandmarkFn | None = None, device: str | torch.device = "cpu",
+                 unavailable: dict[str, str] | None = None):
         self.size, self.lpips, self.identity = size, lpips, identity or {}
         self.dlib_face, self.device = dlib_face, torch.device(device)
         self.landmarks = landmarks or (dlib_face.landmarks if dlib_face is not None else None)
@@ -116,7 +117,7 @@ class Evaluator:
         return {"lmk_x": float(np.median(err[:, 0])), "lmk_y": float(np.median(err[:, 1]))}
 
     @staticmethod
-    def _latent_distance(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> dict:
+    def _latent_distance(a: np.ndarray | None, b: np.ndarray | None) -> dict:
         if a is None or b is None:
             return {}
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -145,7 +146,7 @@ class Evaluator:
         return out
 
 
-def evaluate_pairs(pairs: Iterable[Pair], evaluator: Optional[Evaluator] = None) -> tuple[list[dict], dict]:
+def evaluate_pairs(pairs: Iterable[Pair], evaluator: Evaluator | None = None) -> tuple[list[dict], dict]:
     """Rows (one per pair) and the summary; the default evaluator computes the pixel metrics only."""
     evaluator = evaluator or Evaluator(unavailable={"lpips": "no LPIPS network given",
                                                     "landmarks": "no landmark function given"})

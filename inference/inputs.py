@@ -15,9 +15,9 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ def list_images(spec: str, exclude: Sequence[str] = DEFAULT_EXCLUDE) -> list[Pat
     return files
 
 
-def to_input_tensor(rgb: np.ndarray, mask: Optional[np.ndarray], size: int, input_nc: int) -> torch.Tensor:
+def to_input_tensor(rgb: np.ndarray, mask: np.ndarray | None, size: int, input_nc: int) -> torch.Tensor:
     """uint8 RGB [H, W, 3] (+ float face mask [H, W], None: all face) -> encoder input [input_nc, size, size].
 
     The training dataset's resizing and channel convention (``resize_render``, ``encoder_input``).
@@ -63,7 +63,7 @@ def to_input_tensor(rgb: np.ndarray, mask: Optional[np.ndarray], size: int, inpu
     return encoder_input(*resize_render(rgb, mask, size), input_nc)
 
 
-def read_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(uint8 RGB, float32 face mask or None) of any image; the mask from where training reads it
     (``datasets.masks.render_masks``: side files, then alpha). ValueError naming the file when unreadable."""
     img = open_image(path)
@@ -105,7 +105,7 @@ def input_root(spec: str) -> Path:
 class ImageInputs(Dataset):
     """Map-style dataset over image files (parallel, ordered); item names from :func:`input_names`."""
 
-    def __init__(self, files: Sequence[Path], size: int, input_nc: int = 3, root: Optional[Path] = None):
+    def __init__(self, files: Sequence[Path], size: int, input_nc: int = 3, root: Path | None = None):
         self.files, self.size, self.input_nc = list(files), size, input_nc
         self.names = input_names(self.files, root) if root is not None else [f.stem for f in self.files]
 
@@ -125,7 +125,7 @@ class VideoFrames(IterableDataset):
     """Frames of a video read one at a time with ``cv2.VideoCapture`` (never all in memory)."""
 
     def __init__(self, path: str | os.PathLike, size: int, input_nc: int = 3, every: int = 1,
-                 max_frames: Optional[int] = None):
+                 max_frames: int | None = None):
         self.path, self.size, self.input_nc = Path(path), size, input_nc
         self.every, self.max_frames = max(1, every), max_frames
         if not self.path.is_file():
@@ -164,7 +164,7 @@ class VideoFrames(IterableDataset):
 @dataclass
 class Batch:
     names: list[str]
-    images: Optional[torch.Tensor]                    # [B, C, S, S] or None when every item failed
+    images: torch.Tensor | None                    # [B, C, S, S] or None when every item failed
     errors: list[tuple[str, str]] = field(default_factory=list)   # (name, message)
 
 
@@ -177,7 +177,7 @@ def collate(items: list[dict]) -> Batch:
 
 def make_loader(spec: str, size: int, input_nc: int, batch_size: int, workers: int = 2,
                 pin_memory: bool = False, exclude: Sequence[str] = DEFAULT_EXCLUDE,
-                video_every: int = 1, max_frames: Optional[int] = None) -> tuple[DataLoader, Optional[int]]:
+                video_every: int = 1, max_frames: int | None = None) -> tuple[DataLoader, int | None]:
     """A prefetching DataLoader of :class:`Batch` for ``spec``, and the number of items (None for videos)."""
     if is_video(spec):
         dataset, count, workers = VideoFrames(spec, size, input_nc, video_every, max_frames), None, min(workers, 1)

@@ -1,13 +1,13 @@
 """Latent operations on W+ codes (Image2StyleGAN section 6; pSp): morphing and layer crossover."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
 
 def interpolate(code_a: torch.Tensor, code_b: torch.Tensor, steps: int,
-                per_layer: Optional[Sequence[int]] = None) -> torch.Tensor:
+                per_layer: Sequence[int] | None = None) -> torch.Tensor:
     """Linear morph from ``code_a`` to ``code_b`` ([n_latent, D] each) in ``steps`` frames.
 
     ``per_layer``: only these 0-based layers move; the others stay ``code_a``'s.

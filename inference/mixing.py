@@ -13,7 +13,7 @@ Layer indices are **0-based** here and on the command line. pSp's paper speaks o
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -46,7 +46,7 @@ def parse_layers(text: str, option: str = "--latent_mask") -> list[int]:
     return sorted(layers)
 
 
-def parse_latent_mask(text: Optional[str], n_latent: int, option: str = "--latent_mask") -> list[int]:
+def parse_latent_mask(text: str | None, n_latent: int, option: str = "--latent_mask") -> list[int]:
     """:func:`parse_layers`, checked against the generator's ``n_latent`` layers; None/'' -> the default."""
     if not text:
         return default_latent_mask(n_latent)
@@ -60,7 +60,7 @@ def parse_latent_mask(text: Optional[str], n_latent: int, option: str = "--laten
 
 @torch.no_grad()
 def random_styles(G: torch.nn.Module, n: int, seed: int, truncation: float = 1.0,
-                  mean_latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  mean_latent: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` W vectors [n, style_dim] from z ~ N(0, I) drawn with ``seed`` (CPU generator, so the same
     seed gives the same styles on every device), optionally truncated toward ``mean_latent``."""
     device = next(G.parameters()).device
@@ -75,9 +75,9 @@ def random_styles(G: torch.nn.Module, n: int, seed: int, truncation: float = 1.0
 
 @torch.no_grad()
 def mix_styles(codes: torch.Tensor, G: torch.nn.Module, n_variants: int,
-               latent_mask: Optional[Sequence[int]] = None, alpha: Optional[float] = None,
+               latent_mask: Sequence[int] | None = None, alpha: float | None = None,
                truncation: float = 1.0, seed: int = 0,
-               mean_latent: Optional[torch.Tensor] = None) -> torch.Tensor:
+               mean_latent: torch.Tensor | None = None) -> torch.Tensor:
     """Style-mixed variants of W+ codes.
 
     Args:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from render2style.utils.io import atomic_save_image, atomic_save_npy, atomic_write_json
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[B, C, H, W] in [-1, 1] -> uint8 [B, H, W, 3] (only the first 3 channels)."""

@@ -6,7 +6,7 @@ Layer indices (``--latent_mask``, ``--interp_layers``) are 0-based.
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from render2style.cli import add_tool_info
 from render2style.options.train_options import str2bool
@@ -83,7 +83,8 @@ class EncodeOptions:
 
         g = p.add_argument_group("interpolation (morph between the first two inputs)")
         _add_bool(g, "interpolate", False, "render a morph sequence between the first two inputs' codes")
-        g.add_argument("--interp_steps", type=int_at_least(2), default=16, help="frames of the morph, both ends included")
+        g.add_argument("--interp_steps", type=int_at_least(2), default=16,
+                       help="frames of the morph, both ends included")
         g.add_argument("--interp_layers", type=layer_spec, default=None, help="0-based layers that move (default: all)")
         g.add_argument("--interp_video", choices=["none", "mp4", "gif"], default="none",
                        help="also write the frames as morph.mp4 or morph.gif")

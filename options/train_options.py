@@ -8,7 +8,8 @@ pSp-family tools find what they expect in a checkpoint's ``opts``. Booleans pars
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from render2style.cli import add_tool_info
 from render2style.options.validators import available_workers, float_at_least, int_at_least

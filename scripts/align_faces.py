@@ -17,8 +17,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -31,7 +31,7 @@ from render2style.options.encode_options import DEFAULT_EXCLUDE
 log = logging.getLogger("render2style.align_faces")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_tool_info(p, "r2s-align-faces", "render2style.scripts.align_faces", [
@@ -49,7 +49,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _load(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(uint8 RGB, or RGBA when the image has a face mask: its alpha or a side file; uint8 hair mask or None)."""
     from render2style.datasets.masks import side_masks
     from render2style.utils.io import open_image, to_rgb_uint8
@@ -77,11 +77,11 @@ def _warp_points(points: np.ndarray, matrix: list) -> list:
 class Aligner:
     """Finds alignment points for an image with the chosen detector (detectors built lazily)."""
 
-    def __init__(self, detector: str, predictor: Optional[str] = None, device: str = "cpu"):
+    def __init__(self, detector: str, predictor: str | None = None, device: str = "cpu"):
         self.detector, self.predictor, self.device = detector, predictor, device
         self._dlib = self._mtcnn = None
 
-    def landmarks(self, path: Path, image: np.ndarray) -> tuple[Optional[np.ndarray], str]:
+    def landmarks(self, path: Path, image: np.ndarray) -> tuple[np.ndarray | None, str]:
         """(68 landmarks, or MTCNN's 5 points, or None when no face; name of the landmark source)."""
         from render2style.alignment.landmarks import DlibLandmarks, MTCNNPoints, annotation_landmarks
 
@@ -98,7 +98,7 @@ class Aligner:
         return (faces[0] if faces else None), "dlib"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     from render2style.alignment.ffhq import align_face, points_from_5, points_from_68, warp_antialiased

@@ -23,8 +23,10 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -40,7 +42,7 @@ from render2style.utils.io import atomic_write_json, atomic_write_text
 log = logging.getLogger("render2style.benchmark")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_tool_info(p, "r2s-benchmark", "render2style.scripts.benchmark", [
@@ -59,7 +61,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="time the Garbin teacher with TeacherConfig.demo() on the demo generator")
     p.add_argument("--teacher_images", type=int, default=1, help="renders the teacher is timed on")
     p.add_argument("--lpips_weights", default=None,
-                   help="VGG-16 LPIPS backbone for the teacher; absent: the teacher's demo option (no perceptual terms)")
+                   help="VGG-16 LPIPS backbone for the teacher; absent: the teacher's demo option "
+                        "(no perceptual terms)")
     p.add_argument("--json", default=None, help="write the results as JSON here")
     p.add_argument("--markdown", default=None, help="append a results section to this Markdown file")
     args = p.parse_args(argv)
@@ -115,8 +118,8 @@ def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.devi
         x1 = torch.randn(1, 3, size, size, device=device)
         xb = torch.randn(batch, 3, size, size, device=device)
         t0 = time.perf_counter()
-        lat = time_calls(lambda: fn(x1), device, iters, warmup)
-        thr = time_calls(lambda: fn(xb), device, iters, warmup)
+        lat = time_calls(partial(fn, x1), device, iters, warmup)
+        thr = time_calls(partial(fn, xb), device, iters, warmup)
         rows.append({
             "config": config, "stage": stage, "dtype": dtype, "mode": mode, "batch": batch,
             "latency_ms_min": 1e3 * min(lat), "latency_ms_median": 1e3 * statistics.median(lat),
@@ -131,7 +134,7 @@ def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.devi
     return rows
 
 
-def bench_teacher(device: torch.device, n: int, lpips_weights: Optional[str]) -> dict:
+def bench_teacher(device: torch.device, n: int, lpips_weights: str | None) -> dict:
     """Seconds per image of the Garbin teacher (TeacherConfig.demo(), demo generator, demo renders)."""
     import tempfile
 
@@ -165,8 +168,10 @@ def bench_teacher(device: torch.device, n: int, lpips_weights: Optional[str]) ->
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-               platform.processor() or "unknown CPU") if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               platform.processor() or "unknown CPU")
     return f"CPU: {cpu}, {torch.get_num_threads()} threads"
 
 
@@ -211,15 +216,16 @@ def to_markdown(result: dict) -> str:
                      f"{r['peak_mem_mb']:.0f} |")
     t = result.get("teacher")
     if t:
-        lines += ["", f"Teacher ({t['method']}, {t['config']}, perceptual terms {'on' if t['perceptual'] else 'off'}): "
-                      f"**{t['s_per_image']:.1f} s/image** over {t['images']} image(s) (plus {t['priors_s_once']:.1f} s once "
-                      "for the generator's latent priors)."]
+        perceptual = "on" if t["perceptual"] else "off"
+        lines += ["", f"Teacher ({t['method']}, {t['config']}, perceptual terms {perceptual}): "
+                      f"**{t['s_per_image']:.1f} s/image** over {t['images']} image(s) "
+                      f"(plus {t['priors_s_once']:.1f} s once for the generator's latent priors)."]
         for cfg, s in result.get("speedup", {}).items():
             lines.append(f"Speedup teacher / encoder+generator ({cfg}, minimum batch-1 latency): **{s:.0f}×**.")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args.threads:

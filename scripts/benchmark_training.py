@@ -32,16 +32,22 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, default_collate
 
 from render2style.cli import add_tool_info
 from render2style.inference.engine import pick_device, synchronize
-from render2style.scripts.benchmark import (append_markdown, device_description, load_average, peak_memory_mb,
-                                            warn_if_busy)
+from render2style.scripts.benchmark import (
+    append_markdown,
+    device_description,
+    load_average,
+    peak_memory_mb,
+    warn_if_busy,
+)
 from render2style.utils.io import atomic_write_json
 
 log = logging.getLogger("render2style.benchmark_training")
@@ -50,7 +56,7 @@ CONFIGS = ("demo", "full")
 AMP = {"fp32": "none", "bf16": "bf16", "fp16": "fp16"}
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_tool_info(p, "r2s-benchmark-training", "render2style.scripts.benchmark_training", [
@@ -107,7 +113,7 @@ class SyntheticItems(Dataset):
         return self.items[i]
 
 
-def write_stand_in_weights(folder: Path, need_generator: bool, lpips_type: Optional[str],
+def write_stand_in_weights(folder: Path, need_generator: bool, lpips_type: str | None,
                            need_id: bool) -> dict[str, str]:
     """Random-weight files in the real formats, for timing only: a 1024² rosinality generator checkpoint,
     a torchvision LPIPS backbone state dict, an IR-SE50 ``model_ir_se50.pth`` state dict."""
@@ -212,7 +218,7 @@ def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
         return pool.submit(measure, spec).result()
 
 
-def default_batch(config: str, device: torch.device) -> Optional[int]:
+def default_batch(config: str, device: torch.device) -> int | None:
     """None = the trainer's default (4; the demo's DEMO_DEFAULTS); the full config on a CPU: 1."""
     return 1 if config == "full" and device.type == "cpu" else None
 
@@ -227,13 +233,13 @@ def to_markdown(result: dict) -> str:
              "|---|---|---|---|---:|---|---:|---:|---:|---:|"]
     for r in result["rows"]:
         losses = r["losses"] + (f" ({', '.join(r['stand_ins'])} random: timing only)" if r["stand_ins"] else "")
-        lines.append(f"| {r['config']} | {r['encoder']} | {r['input']} → {r['output']} | {r['dtype']} | {r['batch']} | {losses} | "
-                     f"{r['step_s_min']:.3f} | {r['step_s_median']:.3f} | {r['img_s']:.3g} | "
+        lines.append(f"| {r['config']} | {r['encoder']} | {r['input']} → {r['output']} | {r['dtype']} | {r['batch']} | "
+                     f"{losses} | {r['step_s_min']:.3f} | {r['step_s_median']:.3f} | {r['img_s']:.3g} | "
                      f"{r['peak_mem_mb']:.0f} ({r['peak_kind']}) |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     if args.threads:

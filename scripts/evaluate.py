@@ -19,8 +19,9 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
 from render2style.options.encode_options import DEFAULT_EXCLUDE
@@ -34,12 +35,12 @@ if TYPE_CHECKING:  # torch, dlib and the metrics load after the options are pars
 log = logging.getLogger("render2style.evaluate")
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_tool_info(p, "r2s-evaluate", "render2style.scripts.evaluate", [
-        "r2s-evaluate --outputs results/ --references renders/ --out eval/ --lpips_weights alexnet-owt-7be5be79.pth \\\n"
-        "--id_weights w600k_mbf.onnx",
+        "r2s-evaluate --outputs results/ --references renders/ --out eval/ \\\n"
+        "--lpips_weights alexnet-owt-7be5be79.pth --id_weights w600k_mbf.onnx",
         "r2s-evaluate --outputs results/ --targets targets/ --out eval_gap/   # amortization gap: encoder vs teacher"])
     p.add_argument("--outputs", required=True, help="encode.py output folder or a folder of images")
     ref = p.add_mutually_exclusive_group(required=True)
@@ -69,7 +70,7 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _encoder_seconds(outputs: Path) -> Optional[float]:
+def _encoder_seconds(outputs: Path) -> float | None:
     """Seconds per image from r2s-encode's summary.json: the batches after the first (which holds the warm-up
     and, with --compile, the compilation) when there are any, else model time / images."""
     s = _read_json(outputs / "summary.json")
@@ -87,12 +88,12 @@ def demo_inputs(outputs: Path, references: Path) -> bool:
     return bool(_read_json(outputs / "summary.json").get("demo") or _read_json(references / "run.json").get("demo"))
 
 
-def _teacher_seconds(targets: Path, name: str) -> Optional[float]:
+def _teacher_seconds(targets: Path, name: str) -> float | None:
     path = targets / "meta" / f"{name}.json"
     return json.loads(path.read_text()).get("seconds") if path.is_file() else None
 
 
-def _load_code(path: Path) -> Optional[np.ndarray]:
+def _load_code(path: Path) -> np.ndarray | None:
     from render2style.datasets.targets import load_latent
     return load_latent(path) if path.is_file() else None
 
@@ -154,7 +155,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
     atomic_write_text(buf.getvalue(), path)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     from render2style.evaluation.metrics import evaluate_pairs

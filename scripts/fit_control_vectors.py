@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ def default_centroids_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}_centroids{out.suffix}")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     if bool(args.labels) == bool(args.unsupervised):

@@ -7,9 +7,9 @@ from PIL import Image
 
 from render2style.alignment.ffhq import AlignTransform, align_face, ffhq_quad, points_from_5, points_from_68
 from render2style.alignment.landmarks import annotation_landmarks
-from render2style.datasets.masks import side_masks
 from render2style.alignment.paste import paste_back, paste_mask
 from render2style.datasets import build_render_source
+from render2style.datasets.masks import side_masks
 from render2style.scripts import align_faces
 
 

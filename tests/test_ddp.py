@@ -13,10 +13,10 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from test_training import TinyPSp, ToyItems, toy_opts
 
 from render2style.training import Trainer
 from render2style.training.distributed import cleanup_distributed
-from test_training import TinyPSp, ToyItems, toy_opts
 
 GLOBAL_BATCH = 4
 

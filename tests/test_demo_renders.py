@@ -65,7 +65,7 @@ def test_alpha_is_the_face_mask_and_hair_is_separate(demo):
 def test_annotations_hold_pose_and_68_landmarks_inside_the_image(demo):
     _, _, ann = demo
     assert sorted(ann) == [f"demo_{i:05d}" for i in range(4)]
-    for rid, entry in ann.items():
+    for entry in ann.values():
         assert entry["demo"] is True
         assert {"yaw", "pitch", "roll", "light", "skin_tone"} <= set(entry)
         assert abs(np.linalg.norm(entry["light"]) - 1) < 1e-3

@@ -102,7 +102,8 @@ def test_bad_inputs_are_reported_by_name_and_skipped_or_fatal(net, tmp_path, cap
     src = tmp_path / "in"
     src.mkdir()
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    Image.fromarray((np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 40).astype(np.uint16)).save(src / "depth16.png")
+    depth = (np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 40).astype(np.uint16)
+    Image.fromarray(depth).save(src / "depth16.png")
     Image.fromarray(np.full((32, 50), 128, np.uint8), "L").save(src / "gray.png")
     Image.fromarray(np.full((36, 36, 3), 50, np.uint8)).convert("P", palette=Image.ADAPTIVE).save(src / "pal.png")
     with caplog.at_level(logging.ERROR):  # --on_error skip (the default) encodes the rest, and exits 1

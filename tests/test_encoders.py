@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from render2style.pretrained import MissingWeightsError
 from render2style.encoders import (
     Backbone,
     BackboneEncoderUsingLastLayerIntoW,
@@ -20,6 +19,7 @@ from render2style.encoders import (
 )
 from render2style.encoders.psp import load_ir_se50_weights
 from render2style.encoders.psp_encoders import pyramid_sizes
+from render2style.pretrained import MissingWeightsError
 from render2style.stylegan2 import Generator
 
 TINY_G = dict(size=32, channel_multiplier=1, channel_max=16)  # n_latent 8: coarse, medium and fine styles
@@ -394,5 +394,6 @@ def test_real_generator_without_arcface_option_is_an_error(tmp_path):
 
 
 def test_missing_encoder_checkpoint_says_what_file_is_expected(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nope\.pt: file not found\. Expected an encoder checkpoint in the pSp layout"):
+    expected = r"nope\.pt: file not found\. Expected an encoder checkpoint in the pSp layout"
+    with pytest.raises(FileNotFoundError, match=expected):
         pSp.from_checkpoint(tmp_path / "nope.pt")

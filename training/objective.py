@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -60,7 +60,7 @@ class EncoderObjective(nn.Module):
             self.names.append("id_improve")
 
     def terms(self, y_hat: torch.Tensor, latents: torch.Tensor, batch: dict[str, Any],
-              latent_avg: torch.Tensor, ranks: Optional[RankSum] = None) -> tuple[torch.Tensor, torch.Tensor]:
+              latent_avg: torch.Tensor, ranks: RankSum | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Total loss (scalar tensor) and the detached values of ``self.names`` as one float tensor on the
         device: no host sync, so the trainer fetches them together with its gradient check.
 

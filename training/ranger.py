@@ -11,7 +11,8 @@ All state lives in ``self.state`` (``step``, ``exp_avg``, ``exp_avg_sq``, ``slow
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Iterable
+from typing import Callable
 
 import torch
 from torch.optim.optimizer import Optimizer

@@ -18,7 +18,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +31,7 @@ from tqdm import tqdm
 from render2style.options.train_options import opts_to_dict
 from render2style.training import checkpointing as ckpt_io
 from render2style.training.data import EpochSampler, SeededItems, ShardSampler, make_loader
-from render2style.training.distributed import (DistEnv, all_reduce_sum, broadcast_flag, setup_distributed,
-                                               sum_over_ranks)
+from render2style.training.distributed import DistEnv, all_reduce_sum, broadcast_flag, setup_distributed, sum_over_ranks
 from render2style.training.objective import EncoderObjective
 from render2style.training.ranger import Ranger
 from render2style.training.visuals import comparison_grid, save_grid
@@ -105,9 +104,9 @@ class Trainer:
     ``opts`` (tests use tiny models); ``net`` must follow pSp's interface (``encoder``, ``decoder``,
     ``latent_avg``, ``forward(x, resize, return_latents)``, ``checkpoint_dict()``)."""
 
-    def __init__(self, opts: argparse.Namespace, net: Optional[nn.Module] = None,
-                 datasets: Optional[tuple[Dataset, Dataset]] = None,
-                 objective: Optional[nn.Module] = None, env: Optional[DistEnv] = None):
+    def __init__(self, opts: argparse.Namespace, net: nn.Module | None = None,
+                 datasets: tuple[Dataset, Dataset] | None = None,
+                 objective: nn.Module | None = None, env: DistEnv | None = None):
         self.opts = opts
         if opts.save_interval is None:
             opts.save_interval = opts.val_interval
@@ -131,7 +130,7 @@ class Trainer:
 
         self.step = self.epoch = self.batch_in_epoch = 0
         self.skipped_steps = self._skipped_in_a_row = 0  # updates skipped for non-finite gradients
-        self.best_val_loss: Optional[float] = None
+        self.best_val_loss: float | None = None
         self.history: list[dict[str, float]] = []  # per-step training logs of this rank
         self._since_board: list[dict[str, float]] = []  # logs of the steps not yet written to the board
         if self.env.is_main:  # temp files of saves a kill interrupted (only rank 0 ever writes here)
@@ -335,7 +334,7 @@ class Trainer:
 
     # --- validation, images, checkpoints ---------------------------------------------------------
     @torch.no_grad()
-    def validate(self) -> Optional[dict[str, float]]:
+    def validate(self) -> dict[str, float] | None:
         """Mean of every loss term over the whole test split (all ranks); None when the split is empty."""
         self.net.eval()
         names = self.objective.names
@@ -383,7 +382,7 @@ class Trainer:
             "skipped_steps": self.skipped_steps, "rng": ckpt_io.rng_state(),
         }
 
-    def save(self, name: str, with_resume: bool = True) -> Optional[Path]:
+    def save(self, name: str, with_resume: bool = True) -> Path | None:
         """Rank 0 writes ``checkpoints/<name>`` atomically: pSp layout + ``step`` and ``best_val_loss``,
         + the resume state (optimizer, RNG, ...) when ``with_resume`` (``best_model.pt`` has none).
         Non-finite weights are never written (``NonFiniteLossError``)."""
