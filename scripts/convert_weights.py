@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 
 from render2style.cli import add_tool_info
-from render2style.stylegan2 import convert_ada_pkl, infer_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("pkl", help="stylegan2-ada-pytorch snapshot (.pkl) holding G_ema")
     parser.add_argument("out", help="output .pt in the rosinality layout")
     args = parser.parse_args(argv)
+    from render2style.stylegan2 import convert_ada_pkl, infer_config
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     ckpt = convert_ada_pkl(args.pkl, args.out)  # a missing or wrong file: one error line (cli.run_tool)
     cfg = infer_config(ckpt["g_ema"], args.out)

@@ -8,7 +8,6 @@ import argparse
 import logging
 
 from render2style.cli import add_tool_info
-from render2style.datasets.demo_renders import make_demo_renders
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the procedural faces (same seed, same renders)")
     parser.add_argument("--size", type=int, default=256, help="image size in pixels")
     args = parser.parse_args(argv)
+    from render2style.datasets.demo_renders import make_demo_renders
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     paths = make_demo_renders(args.out, args.n, seed=args.seed, size=args.size)
     logging.getLogger(__name__).info("wrote %d demo renders to %s", len(paths), args.out)
