@@ -15,8 +15,9 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from render2style.options.train_options import TrainOptions
 
@@ -28,7 +29,8 @@ log = logging.getLogger("render2style.train_encoder")
 DEMO_RENDERS = 24        # the datasets' hash split keeps about 10 % for the test split
 # Demo teacher: Garbin et al.'s steps 1-4 (sampling with the dlib landmark term, CS-ANNS, masked projector,
 # interpolation and SSIM selection) with the TeacherConfig.demo() preset: a median 6-7 s per render on a free
-# 2-core CPU (measured 2026-12; 5.7 s median, 2.4 s fastest, on a shared one). Without LPIPS weights its perceptual terms are off (logged by the teacher).
+# 2-core CPU (measured 2026-12; 5.7 s median, 2.4 s fastest, on a shared one). Without LPIPS weights its
+# perceptual terms are off (logged by the teacher).
 DEMO_TEACHER_METHOD = "garbin"
 DEMO_GENERATOR_SEED = 0
 

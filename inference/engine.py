@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def pick_device(name: Optional[str] = None) -> torch.device:
+def pick_device(name: str | None = None) -> torch.device:
     """``name`` when given, else CUDA when available, else the CPU."""
     if name:
         return torch.device(name)
