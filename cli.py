@@ -140,25 +140,4 @@ make_demo_renders = _console_script("render2style.scripts.make_demo_renders")
 make_figures = _console_script("render2style.scripts.make_figures")
 benchmark = _console_script("render2style.scripts.benchmark")
 benchmark_training = _console_script("render2style.scripts.benchmark_training")
-
-
-BENCHMARK_TEACHER_EXAMPLES = (
-    "r2s-benchmark-teacher                                   # demo (+ paper when CUDA exists)",
-    "r2s-benchmark-teacher --configs demo --cpu_threads 2",
-    "r2s-benchmark-teacher --configs paper --lpips_weights vgg16-397923af.pth --out docs/BENCHMARKS.md",
-)
-
-
-def _benchmark_teacher_main(argv: Sequence[str] | None = None) -> Any:
-    from render2style.scripts import benchmark_teacher as tool
-
-    parser = add_tool_info(tool.build_parser(), "r2s-benchmark-teacher", "render2style.scripts.benchmark_teacher",
-                           BENCHMARK_TEACHER_EXAMPLES)
-    parser.parse_args(argv)  # --help, --version and usage errors end here
-    return tool.main(argv)
-
-
-def benchmark_teacher(argv: Sequence[str] | None = None) -> int:
-    """``r2s-benchmark-teacher``: its module's parser with ``--version`` and examples added here (the module
-    returns its rows and does not add them itself yet); the module parses ``argv`` again and runs."""
-    return run_tool(_benchmark_teacher_main, argv)
+benchmark_teacher = _console_script("render2style.scripts.benchmark_teacher")

@@ -10,9 +10,9 @@ Configurations (the speed target is <= 60 s per image for each):
 Besides seconds, each row counts generator passes per image (images synthesised, and how many of them
 were differentiated), which do not depend on the machine's load.
 
-    python -m render2style.scripts.benchmark_teacher                       # demo (+ paper when CUDA exists)
-    python -m render2style.scripts.benchmark_teacher --configs paper --lpips_weights vgg16-397923af.pth \\
-        --out docs/BENCHMARKS.md
+    r2s-benchmark-teacher                                   # demo (+ paper when CUDA exists)
+    r2s-benchmark-teacher --configs demo,r256 --cpu_threads 1
+    r2s-benchmark-teacher --configs paper --lpips_weights vgg16-397923af.pth --out docs/BENCHMARKS.md
 
 Perceptual terms: real LPIPS/VGG-16 with ``--lpips_weights``; ``--random_perceptual`` builds them with random
 backbone weights (same cost, meaningless values: timings only); otherwise they are dropped (as --no_perceptual).
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from render2style.cli import add_tool_info
 from render2style.teacher import METHODS, PerceptualNets, TeacherConfig, resolve_priors, run_teacher
 from render2style.teacher.job import teacher_input
 from render2style.utils.io import atomic_write_text
@@ -42,15 +43,20 @@ COLUMNS = ("config", "device", "generator", "perceptual", "method", "seeds", *ST
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", help="comma-separated: demo,r256,paper (default: demo, plus paper when CUDA exists)")
-    p.add_argument("--method", choices=METHODS, default="garbin")
+    add_tool_info(p, "r2s-benchmark-teacher", "render2style.scripts.benchmark_teacher", [
+        "r2s-benchmark-teacher                                   # demo (+ paper when CUDA exists)",
+        "r2s-benchmark-teacher --configs demo,r256 --cpu_threads 1",
+        "r2s-benchmark-teacher --configs paper --lpips_weights vgg16-397923af.pth --out docs/BENCHMARKS.md"])
+    p.add_argument("--configs", help="comma-separated subset of demo,r256,paper; unset: demo, plus paper when "
+                                     "CUDA exists")
+    p.add_argument("--method", choices=METHODS, default="garbin", help="teacher method to time")
     p.add_argument("--device", default="cuda", help="device of the paper configuration")
-    p.add_argument("--cpu_threads", type=int, default=2, help="torch threads of the demo configuration")
+    p.add_argument("--cpu_threads", type=int, default=2, help="torch threads of the CPU configurations (demo, r256)")
     p.add_argument("--lpips_weights", help="LPIPS backbone weights (real perceptual terms)")
     p.add_argument("--vgg_weights", help="VGG-16 weights (Image2StyleGAN)")
     p.add_argument("--random_perceptual", action="store_true",
                    help="timings only: LPIPS/VGG-16 with random backbone weights when no weights are given")
-    p.add_argument("--seeds", type=int, help="override the number of seeds (paper: 10)")
+    p.add_argument("--seeds", type=int, help="seeds per image instead of the configuration's (paper: 10)")
     p.add_argument("--repeats", type=int, default=1, help="timed images per configuration (mean reported)")
     p.add_argument("--out", help="append the result rows to this markdown file")
     return p

@@ -59,11 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg_weights", help="VGG-16 weights for Image2StyleGAN (default: --lpips_weights for vgg)")
     p.add_argument("--preset", choices=("demo", "paper"), default="demo", help="teacher settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any TeacherConfig field (repeatable)")
+                   help="any TeacherConfig field, e.g. --set csanns_outer=12 (repeatable)")
     p.add_argument("--no_landmarks", action="store_true", help="skip the dlib landmark error")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the teacher runs")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the teacher and of the closed-loop targets")
     p.add_argument("--out_csv", help="write every row here")
     p.add_argument("--out_md", help="write the Markdown table here")
     return p

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps of the final optimization: projector steps (garbin, projector) or Image2StyleGAN steps")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=override,
                    help="any TeacherConfig field, e.g. --set csanns_outer=48 (repeatable)")
-    p.add_argument("--centroids", help="centroids file [k, 512] (.pt/.npy; fit_control_vectors.py); "
+    p.add_argument("--centroids", help="centroids file [k, 512] (.pt/.npy; r2s-fit-control-vectors); "
                                        "default: k-means in W")
     p.add_argument("--control_vectors", help="control vectors file [n, 512]; default: principal directions of W")
     p.add_argument("--shard", type=shard, help="i/n: process item k of the sorted ids iff k %% n == i")
