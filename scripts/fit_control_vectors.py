@@ -12,12 +12,12 @@ import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
-from render2style.teacher.control_vectors import compute_centroids, fit_directions, pca_directions, save_vectors
+
+if TYPE_CHECKING:  # torch loads after the options are parsed (a fast --help)
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ def load_generator_arg(weights: str, device: str):
 
 def read_labels(path: str | Path, G, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """CSV -> (W latents [N, style_dim], labels [N, A], attribute names)."""
+    import numpy as np
+    import torch
     path = Path(path)
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -81,6 +83,8 @@ def read_labels(path: str | Path, G, device: str = "cpu") -> tuple[torch.Tensor,
 
 
 def _read_latent(path: Path, style_dim: int) -> torch.Tensor:
+    import numpy as np
+    import torch
     if not path.is_file():
         raise FileNotFoundError(f"{path}: latent file not found (paths are relative to the CSV's folder)")
     w = np.load(path, allow_pickle=False)
@@ -100,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if bool(args.labels) == bool(args.unsupervised):
         raise SystemExit("give exactly one of --labels CSV or --unsupervised N")
+    from render2style.teacher.control_vectors import compute_centroids, fit_directions, pca_directions, save_vectors
     G = load_generator_arg(args.stylegan_weights, args.device)
     if args.labels:
         latents, labels, names = read_labels(args.labels, G, args.device)
