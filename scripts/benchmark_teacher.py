@@ -26,13 +26,13 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
-from render2style.teacher import METHODS, PerceptualNets, TeacherConfig, resolve_priors, run_teacher
-from render2style.teacher.job import teacher_input
-from render2style.utils.io import atomic_write_text
+from render2style.teacher.methods import METHODS
+
+if TYPE_CHECKING:           # torch and the teacher load after parsing, so --help stays fast
+    from render2style.teacher import PerceptualNets, TeacherConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ def random_perceptual(cfg: TeacherConfig, device: str) -> PerceptualNets:
     """LPIPS / VGG-16 with random backbones: the same computation as the real ones, for timing only."""
     import lpips
     from torchvision.models import vgg16
+
+    from render2style.teacher import PerceptualNets
     log.warning("TIMINGS ONLY: perceptual networks with RANDOM backbone weights")
     net = lpips.LPIPS(pretrained=True, net=cfg.lpips_net, pnet_rand=True, verbose=False)
     vgg = vgg16(weights=None).features
@@ -74,6 +76,7 @@ def random_perceptual(cfg: TeacherConfig, device: str) -> PerceptualNets:
 
 def perceptual_for(args, cfg: TeacherConfig, device: str):
     """(perceptual argument of run_teacher, label for the table)."""
+    from render2style.teacher import PerceptualNets
     if args.lpips_weights:
         return PerceptualNets.load(args.lpips_weights, args.vgg_weights, cfg.lpips_net,
                                    need_vgg=args.method == "image2stylegan", device=device), "pretrained"
@@ -84,7 +87,10 @@ def perceptual_for(args, cfg: TeacherConfig, device: str):
 
 def setup(name: str, args):
     """(G, cfg, device, render size, generator label) of a configuration."""
+    import torch
+
     from render2style.stylegan2 import Generator, demo_generator
+    from render2style.teacher import TeacherConfig
     if name == "demo":
         torch.set_num_threads(args.cpu_threads)
         return demo_generator(0), TeacherConfig.demo(), "cpu", 256, "demo 64²"
@@ -113,6 +119,7 @@ class PassCounter:
         G.synthesis = self
 
     def __call__(self, latent, *args, **kwargs):
+        import torch
         self.images += latent.shape[0]
         if torch.is_grad_enabled() and latent.requires_grad:
             self.backward += latent.shape[0]
@@ -121,7 +128,11 @@ class PassCounter:
 
 def benchmark(name: str, args) -> dict:
     """Time one configuration: priors once, a warm-up image, then ``--repeats`` timed images."""
+    import torch
+
     from render2style.datasets import build_render_source, make_demo_renders
+    from render2style.teacher import resolve_priors, run_teacher
+    from render2style.teacher.job import teacher_input
     G, cfg, device, render_size, gen_label = setup(name, args)
     if args.seeds:
         cfg = cfg.replace(n_seeds=args.seeds, seed_batch=min(cfg.seed_batch, args.seeds))
@@ -160,6 +171,9 @@ def markdown(rows: Sequence[dict]) -> str:
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    import torch
+
+    from render2style.utils.io import atomic_write_text
     names = args.configs.split(",") if args.configs else ["demo"] + (["paper"] if torch.cuda.is_available() else [])
     threads, rows = torch.get_num_threads(), []
     for name in names:
