@@ -95,7 +95,8 @@ def load_ada_pkl_state(path: str | os.PathLike, key: str = "G_ema") -> tuple[dic
     """Read ``key`` of a stylegan2-ada-pytorch pickle: (flat NVIDIA state dict, init_kwargs)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found (expected a stylegan2-ada-pytorch .pkl, e.g. ffhq.pkl)")
+        raise FileNotFoundError(f"{path}: file not found (expected a stylegan2-ada-pytorch .pkl, e.g. ffhq.pkl "
+                                "from the pretrained networks linked in NVlabs/stylegan2-ada-pytorch's README)")
     try:
         with open(path, "rb") as f:
             data = RestrictedUnpickler(f).load()
