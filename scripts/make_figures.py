@@ -13,15 +13,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from render2style.alignment.ffhq import AlignTransform
 from render2style.cli import add_tool_info
-from render2style.datasets import build_render_source
-from render2style.teacher.masks import loss_mask
 from render2style.utils.io import atomic_save_image, open_image, to_rgb_uint8
+
+if TYPE_CHECKING:           # the datasets, masks and alignment (torch, OpenCV) load when a figure is made
+    from render2style.alignment.ffhq import AlignTransform
 
 log = logging.getLogger("render2style.make_figures")
 
@@ -70,6 +71,8 @@ def grid(rows: Sequence[Sequence[Image.Image]], titles: Sequence[str], tile: int
 
 
 def masks_figure(args) -> Image.Image:
+    from render2style.datasets import build_render_source
+    from render2style.teacher.masks import loss_mask
     source = build_render_source(args.dataset, args.renders)
     rows = []
     for rid in args.ids:
@@ -81,6 +84,7 @@ def masks_figure(args) -> Image.Image:
 
 
 def pipeline_figure(args) -> Image.Image:
+    from render2style.datasets import build_render_source
     source = build_render_source(args.dataset, args.renders)
     targets, encoded = Path(args.targets), Path(args.encoded)
     rows = []
@@ -111,6 +115,7 @@ def _original_with_quad(transform: AlignTransform) -> Image.Image:
 
 
 def alignment_figure(args) -> Image.Image:
+    from render2style.alignment.ffhq import AlignTransform
     rows = []
     for aligned, encoded, name in args.rows:
         aligned, encoded = Path(aligned), Path(encoded)

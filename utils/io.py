@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 _UMASK = os.umask(0)
@@ -86,6 +85,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` that never leaves a partial file."""
+    import torch  # here, so that tools importing this module parse their options fast
     _atomic_write(path, lambda f: torch.save(obj, f))
 
 
