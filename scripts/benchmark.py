@@ -26,18 +26,15 @@ import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from render2style.cli import add_tool_info
-from render2style.encoders.psp import DEFAULT_OPTS, pSp
-from render2style.encoders.psp_encoders import build_encoder
-from render2style.inference.engine import InferenceModel, pick_device, synchronize
-from render2style.options.train_options import DEMO_DEFAULTS
-from render2style.stylegan2 import Generator
 from render2style.utils.io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:           # torch and the models load after parsing (in the functions), so --help stays fast
+    import torch
+
+    from render2style.encoders.psp import pSp
 
 log = logging.getLogger("render2style.benchmark")
 
@@ -74,6 +71,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def random_psp(config: str, device: torch.device) -> pSp:
     """pSp with random weights: ``demo`` (the demo's encoder options, 64² demo generator) or ``full``
     (pSp's encoder, 1024² config-f generator)."""
+    import torch
+
+    from render2style.encoders.psp import DEFAULT_OPTS, pSp
+    from render2style.encoders.psp_encoders import build_encoder
+    from render2style.options.train_options import DEMO_DEFAULTS
+    from render2style.stylegan2 import Generator
     if config == "demo":
         demo = {k: v for k, v in DEMO_DEFAULTS.items() if k in DEFAULT_OPTS}   # encoder size, resolutions
         return pSp({**demo, "stylegan_weights": "demo", "ir_se50_weights": "none"}).to(device).eval()
@@ -88,6 +91,7 @@ def random_psp(config: str, device: torch.device) -> pSp:
 
 
 def peak_memory_mb(device: torch.device) -> float:
+    import torch
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # KiB on Linux
@@ -95,6 +99,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmup: int) -> list[float]:
     """Seconds of each of ``iters`` calls after ``warmup`` untimed ones (device synchronized)."""
+    from render2style.inference.engine import synchronize
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -110,6 +115,9 @@ def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmu
 def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.device, batch: int,
                 iters: int, warmup: int, size: int = 256) -> list[dict]:
     """Batch-1 latency and batch throughput of the encoder and of encoder+generator on ``size``² inputs."""
+    import torch
+
+    from render2style.inference.engine import InferenceModel
     model = InferenceModel(net, device, dtype, compile=mode == "compiled")
     rows = []
     for stage, fn in (("encoder", model.encode), ("encoder+generator", model)):
@@ -138,7 +146,11 @@ def bench_teacher(device: torch.device, n: int, lpips_weights: str | None) -> di
     """Seconds per image of the Garbin teacher (TeacherConfig.demo(), demo generator, demo renders)."""
     import tempfile
 
+    import numpy as np
+    import torch
+
     from render2style.datasets.demo_renders import make_demo_renders
+    from render2style.inference.engine import synchronize
     from render2style.inference.inputs import read_image
     from render2style.stylegan2 import demo_generator
     from render2style.teacher import PerceptualNets, TeacherConfig, TeacherInput, resolve_priors, run_teacher
@@ -166,6 +178,7 @@ def bench_teacher(device: torch.device, n: int, lpips_weights: str | None) -> di
 
 
 def device_description(device: torch.device) -> str:
+    import torch
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpuinfo = Path("/proc/cpuinfo")
@@ -228,6 +241,9 @@ def to_markdown(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    import torch
+
+    from render2style.inference.engine import pick_device
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

@@ -34,13 +34,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch.utils.data import Dataset, default_collate
+from typing import TYPE_CHECKING, Any
 
 from render2style.cli import add_tool_info
-from render2style.inference.engine import pick_device, synchronize
 from render2style.scripts.benchmark import (
     append_markdown,
     device_description,
@@ -49,6 +45,9 @@ from render2style.scripts.benchmark import (
     warn_if_busy,
 )
 from render2style.utils.io import atomic_write_json
+
+if TYPE_CHECKING:           # torch and the trainer load after parsing (in the functions), so --help stays fast
+    import torch
 
 log = logging.getLogger("render2style.benchmark_training")
 
@@ -93,10 +92,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class SyntheticItems(Dataset):
+class SyntheticItems:
     """Random items in the training dataset's format (``datasets.training_dataset``), with teacher targets."""
 
     def __init__(self, n: int, resolution: int, input_nc: int, n_latent: int):
+        import torch
         g = torch.Generator().manual_seed(0)
         self.items = [{
             "input": torch.rand(input_nc, resolution, resolution, generator=g) * 2 - 1,
@@ -117,6 +117,7 @@ def write_stand_in_weights(folder: Path, need_generator: bool, lpips_type: str |
                            need_id: bool) -> dict[str, str]:
     """Random-weight files in the real formats, for timing only: a 1024² rosinality generator checkpoint,
     a torchvision LPIPS backbone state dict, an IR-SE50 ``model_ir_se50.pth`` state dict."""
+    import torch
     paths = {}
     torch.manual_seed(0)
     if need_generator:
@@ -160,6 +161,10 @@ def train_argv(spec: dict[str, Any]) -> list[str]:
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Build the trainer for ``spec`` and time ``spec['steps']`` training steps after ``spec['warmup']``."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from render2style.inference.engine import synchronize
     from render2style.options.train_options import TrainOptions
     from render2style.train_encoder import DEMO_GENERATOR_SEED, apply_perceptual_policy
     from render2style.training.trainer import Trainer, build_model
@@ -242,6 +247,9 @@ def to_markdown(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    import torch
+
+    from render2style.inference.engine import pick_device
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
