@@ -56,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def write_csv(rows: list[dict], fields: Sequence[str], path: str) -> None:
+    """All rows so far, written atomically."""
+    from render2style.utils.io import atomic_write_text
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(buf.getvalue(), path)
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
@@ -94,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     rows, agreement, t0 = [], {}, time.perf_counter()
     for i, (kind, tid, inp, w_true) in enumerate(targets):
         rows += benchmark_target(G, inp, cfg, perceptual, methods, tid, kind, w_true, landmarks, args.seed, agreement)
+        if args.out_csv:          # after every target: a killed run keeps the rows it finished
+            write_csv(rows, FIELDS, args.out_csv)
         log.info("target %d/%d (%s) done, %.0f s so far", i + 1, len(targets), tid, time.perf_counter() - t0)
     overrides = " " + " ".join(args.overrides) if args.overrides else ""
     header = (f"Generator: {g_name} ({G.size}²), preset {args.preset}{overrides}, "
@@ -110,12 +122,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     print(text)
     if args.out_md:
         atomic_write_text(text, args.out_md)
-    if args.out_csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(buf.getvalue(), args.out_csv)
     return rows
 
 

@@ -11,7 +11,7 @@ if ! "$PY" -c "import render2style" 2>/dev/null; then   # a plain checkout: impo
   mkdir -p /tmp/r2s_pkg && ln -sfn "$PWD" /tmp/r2s_pkg/render2style
   export PYTHONPATH=/tmp/r2s_pkg${PYTHONPATH:+:$PYTHONPATH}
 fi
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('device:', torch.cuda.get_device_name())"
+"$PY" -c "import sys, torch; torch.cuda.is_available() or sys.exit('error: no CUDA device visible to torch ' + torch.__version__ + '; run this on a GPU machine'); print('device:', torch.cuda.get_device_name())"
 { echo; echo "## GPU checks ($(date -u +%Y-%m-%d), $("$PY" -c 'import torch; print(torch.cuda.get_device_name(), "torch", torch.__version__)'))"; echo; } >> "$OUT_MD"
 # encoding (256->1024, fp32/bf16 throughput and batch-1 latency) and training steps
 "$PY" -m render2style.scripts.benchmark --configs demo,full --markdown "$OUT_MD"
