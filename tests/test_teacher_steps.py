@@ -16,7 +16,7 @@ Faults injected into the code to check that these tests catch them (each made at
 - all seeds identical / every render the same stream            -> test_streams_differ_by_seed_render_and_flip,
                                                                     test_garbin_seeds_and_renders_draw_differently
 - run_teacher ignoring the flip                                  -> test_garbin_seeds_and_renders_draw_differently,
-                                                                    test_generate_targets: ..._seed_render_and_flip
+                                                                    test_the_teacher_gets_each_renders_id_and_flip (job)
 - SSIM mask ignored in the selection                            -> test_selection_ssim_is_weighted_by_the_mask
 - λ_lum and λ_col swapped                                        -> test_eq1_weights_luminance_and_colour_as_the_paper
 - landmark term dropped from the total                          -> test_eq1_adds_the_landmark_term
