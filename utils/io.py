@@ -12,8 +12,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -38,13 +40,16 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
         return False
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """``with atomic_file(path) as f:`` a file that appears at ``path`` only when the block finishes (a
+    temp file in the same folder, fsynced and ``os.replace``d into place; removed when the block fails)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, mode) as f:
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
@@ -55,6 +60,11 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
         if isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path.parent):
             raise OSError(errno.ENOSPC, f"{path}: no space left on device while writing it ({e})") from e
         raise
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    with atomic_file(path, mode) as f:
+        write(f)
 
 
 def temp_file_target(path: str | os.PathLike) -> str | None:
