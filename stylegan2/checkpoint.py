@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from render2style.pretrained import load_torch_file
+from render2style.pretrained import load_torch_file, resolve_weights
 from render2style.stylegan2.model import Generator, generator_channels
 
 log = logging.getLogger(__name__)
@@ -30,9 +29,10 @@ def read_checkpoint(path: str | os.PathLike, expected: str = WEIGHTS_HELP) -> di
     """``torch.load`` with ``weights_only=True`` (``render2style.pretrained.load_torch_file``); clear errors
     for missing, truncated, corrupt or code-carrying files.
 
-    ``expected`` describes the file (what it is, where to get it) for the missing-file message.
+    ``expected`` describes the file (what it is, where to get it) for the missing-file message. ``path``
+    may be a registry name (``ffhq-1024``, ``psp_ffhq_encode``; :func:`render2style.pretrained.resolve_weights`).
     """
-    path = Path(path)
+    path = resolve_weights(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found. Expected {expected}.")
     # Training checkpoints of the reference code also pickle an argparse.Namespace: allow only that class.
