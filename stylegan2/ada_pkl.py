@@ -3,7 +3,7 @@
 The official pickles store modules through ``torch_utils.persistence``, which embeds the source code of every
 class. A restricted unpickler rebuilds only tensors and plain containers; every persistent module becomes an
 inert ``PickledObject`` holding its ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``, ``init_kwargs``),
-from which the ``G_ema`` state dict is read and renamed.
+from which the ``G_ema`` (and, in training snapshots, ``G`` and ``D``) state dicts are read and renamed.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from render2style.stylegan2.discriminator import Discriminator, infer_discriminator_config
 from render2style.stylegan2.model import Generator
 from render2style.utils.io import atomic_torch_save
 
@@ -91,8 +92,9 @@ def _flatten_module(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None
         _flatten_module(child, f"{prefix}{name}.", out)
 
 
-def load_ada_pkl_state(path: str | os.PathLike, key: str = "G_ema") -> tuple[dict[str, torch.Tensor], dict]:
-    """Read ``key`` of a stylegan2-ada-pytorch pickle: (flat NVIDIA state dict, init_kwargs)."""
+def read_ada_pkl(path: str | os.PathLike) -> dict[str, Any]:
+    """The top-level dict of a stylegan2-ada-pytorch pickle (``G``, ``D``, ``G_ema``, ...), read with the
+    restricted unpickler: modules are inert ``PickledObject`` records."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found (expected a stylegan2-ada-pytorch .pkl, e.g. ffhq.pkl "
@@ -102,16 +104,27 @@ def load_ada_pkl_state(path: str | os.PathLike, key: str = "G_ema") -> tuple[dic
             data = RestrictedUnpickler(f).load()
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, AttributeError, IndexError) as e:
         raise ValueError(f"{path}: not a readable stylegan2-ada-pytorch pickle (truncated or corrupt?): {e}") from e
-    if not isinstance(data, dict) or key not in data:
-        found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: expected a dict with '{key}', found {found}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a dict with 'G_ema', found {type(data).__name__}")
+    return data
+
+
+def module_state(data: dict[str, Any], key: str, source: str = "<pkl>") -> tuple[dict[str, torch.Tensor], dict]:
+    """(flat NVIDIA state dict, init_kwargs) of the pickled module ``data[key]``."""
+    if key not in data:
+        raise ValueError(f"{source}: expected a dict with '{key}', found {sorted(data)}")
     module = data[key]
     state: dict[str, torch.Tensor] = {}
     _flatten_module(module, "", state)
     if not state:
-        raise ValueError(f"{path}: '{key}' holds no tensors; is this a stylegan2-ada-pytorch snapshot?")
+        raise ValueError(f"{source}: '{key}' holds no tensors; is this a stylegan2-ada-pytorch snapshot?")
     kwargs = module.state.get("init_kwargs", {}) if isinstance(module.state, dict) else {}
     return state, dict(kwargs or {})
+
+
+def load_ada_pkl_state(path: str | os.PathLike, key: str = "G_ema") -> tuple[dict[str, torch.Tensor], dict]:
+    """Read ``key`` of a stylegan2-ada-pytorch pickle: (flat NVIDIA state dict, init_kwargs)."""
+    return module_state(read_ada_pkl(path), key, str(path))
 
 
 def ada_to_rosinality(ada: dict[str, torch.Tensor], source: str = "<pkl>") -> tuple[dict[str, torch.Tensor],
@@ -171,10 +184,74 @@ def ada_to_rosinality(ada: dict[str, torch.Tensor], source: str = "<pkl>") -> tu
     return {k: v.float().contiguous() for k, v in out.items()}, w_avg, cfg
 
 
+def ada_d_to_rosinality(ada: dict[str, torch.Tensor], source: str = "<pkl>",
+                        init_kwargs: dict | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Rename an NVIDIA ``D`` state dict (the ``resnet`` architecture of config-f) to the rosinality ``d``
+    layout: (state dict, ``Discriminator`` arguments).
+
+    NVIDIA's blocks ``b<res>`` (``fromrgb`` on the top one, ``conv0``, ``conv1`` down-sampling, ``skip``) are
+    rosinality's ``convs.0`` (from-RGB) and ``convs.<i>`` (``conv1``, ``conv2``, ``skip``); the epilogue ``b4``
+    (``conv``, ``fc``, ``out``) is ``final_conv`` and ``final_linear``. Both scale weights by 1/√fan-in at run
+    time, sum residual branches scaled by 1/√2 and blur with the same normalised [1, 3, 3, 1] filter, so the
+    weights carry over unchanged. NVIDIA's ``conv_clamp`` (clamping activations at ±256 in fp16 layers) has no
+    counterpart: a network trained with it gives the same logits wherever no activation reached the clamp.
+    """
+    kwargs = init_kwargs or {}
+    if kwargs.get("c_dim", 0) or any(k.startswith("mapping.") for k in ada):
+        raise ValueError(f"{source}: conditional discriminators (c_dim > 0) are not supported")
+    arch = kwargs.get("architecture", "resnet")
+    blocks = sorted({int(k.split(".")[0][1:]) for k in ada if k.startswith("b") and k.split(".")[0][1:].isdigit()})
+    tops = [r for r in blocks if f"b{r}.fromrgb.weight" in ada]
+    if arch != "resnet" or len(tops) != 1 or not blocks or blocks[0] != 4:
+        raise ValueError(f"{source}: only the 'resnet' discriminator architecture (config-f) converts to the "
+                         f"rosinality layout (architecture {arch!r}, from-RGB layers at {tops})")
+    size = tops[0]
+    if blocks != [2 ** i for i in range(2, int(math.log2(size)) + 1)]:
+        raise ValueError(f"{source}: discriminator blocks {blocks} are not the power-of-two chain 4..{size}")
+    group = int(kwargs.get("mbstd_group_size", 4) or 4)
+    if int(kwargs.get("mbstd_num_channels", 1)) != 1:
+        raise ValueError(f"{source}: minibatch stddev with {kwargs['mbstd_num_channels']} channels is not supported")
+
+    out: dict[str, torch.Tensor] = {}
+    try:
+        out["convs.0.0.weight"] = ada[f"b{size}.fromrgb.weight"]
+        out["convs.0.1.bias"] = ada[f"b{size}.fromrgb.bias"]
+        for i, res in enumerate(range(int(math.log2(size)), 2, -1), start=1):
+            b, d = f"b{2 ** res}", f"convs.{i}"
+            out[f"{d}.conv1.0.weight"], out[f"{d}.conv1.1.bias"] = ada[f"{b}.conv0.weight"], ada[f"{b}.conv0.bias"]
+            out[f"{d}.conv2.1.weight"], out[f"{d}.conv2.2.bias"] = ada[f"{b}.conv1.weight"], ada[f"{b}.conv1.bias"]
+            out[f"{d}.skip.1.weight"] = ada[f"{b}.skip.weight"]
+        out["final_conv.0.weight"], out["final_conv.1.bias"] = ada["b4.conv.weight"], ada["b4.conv.bias"]
+        out["final_linear.0.weight"], out["final_linear.0.bias"] = ada["b4.fc.weight"], ada["b4.fc.bias"]
+        out["final_linear.1.weight"], out["final_linear.1.bias"] = ada["b4.out.weight"], ada["b4.out.bias"]
+    except KeyError as e:
+        raise ValueError(f"{source}: missing discriminator tensor {e}; expected StyleGAN2-ADA's resnet D") from e
+    if out["final_linear.1.weight"].shape[0] != 1:
+        raise ValueError(f"{source}: a projection discriminator (cmap_dim > 0) is not supported")
+    cfg = infer_discriminator_config(out, source)
+    reference = Discriminator(**cfg, stddev_group=group).state_dict()
+    for k, v in reference.items():
+        if k.endswith(".kernel"):
+            out[k] = v
+    mismatched = [k for k, v in reference.items() if k in out and tuple(out[k].shape) != tuple(v.shape)]
+    if mismatched:
+        raise ValueError(f"{source}: the discriminator's channels are not a configuration the rosinality layout "
+                         f"has (channel_base / channel_max): {mismatched[0]} is {list(out[mismatched[0]].shape)}, "
+                         f"expected {list(reference[mismatched[0]].shape)}")
+    return {k: v.float().contiguous() for k, v in out.items()}, {**cfg, "stddev_group": group}
+
+
+def _present(data: dict[str, Any], key: str) -> bool:
+    return isinstance(data.get(key), PickledObject)
+
+
 def convert_ada_pkl(pkl_path: str | os.PathLike, out_path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Convert ``pkl_path`` to ``{'g_ema': state_dict, 'latent_avg': w_avg}``; saved atomically when ``out_path``."""
-    ada, _ = load_ada_pkl_state(pkl_path)
-    state, w_avg, cfg = ada_to_rosinality(ada, str(pkl_path))
+    """Convert ``pkl_path`` to ``{'g_ema': state_dict, 'latent_avg': w_avg}``, plus ``g`` and ``d`` when the
+    pickle holds ``G`` and ``D`` (a training snapshot: fine-tune it with ``r2s-train-generator --ckpt``);
+    saved atomically when ``out_path``."""
+    source = str(pkl_path)
+    data = read_ada_pkl(pkl_path)
+    state, w_avg, cfg = ada_to_rosinality(module_state(data, "G_ema", source)[0], source)
     G = Generator(**cfg)
     try:
         G.load_state_dict(state, strict=True)
@@ -183,7 +260,18 @@ def convert_ada_pkl(pkl_path: str | os.PathLike, out_path: str | os.PathLike | N
     ckpt: dict[str, Any] = {"g_ema": state}
     if w_avg is not None:
         ckpt["latent_avg"] = w_avg.float()
+    if _present(data, "G"):
+        ckpt["g"] = ada_to_rosinality(module_state(data, "G", source)[0], source)[0]
+    if _present(data, "D"):
+        d_ada, d_kwargs = module_state(data, "D", source)
+        d_state, d_cfg = ada_d_to_rosinality(d_ada, source, d_kwargs)
+        Discriminator(**d_cfg).load_state_dict(d_state, strict=True)
+        ckpt["d"] = d_state
+        if d_cfg["stddev_group"] != 4:
+            log.warning("%s: D's minibatch-stddev group is %d (rosinality: 4); pass --mbstd_group %d when training",
+                        pkl_path, d_cfg["stddev_group"], d_cfg["stddev_group"])
     if out_path is not None:
         atomic_torch_save(ckpt, out_path)
-        log.info("wrote %s (%dx%d, n_latent %d)", out_path, cfg["size"], cfg["size"], G.n_latent)
+        log.info("wrote %s (%dx%d, n_latent %d%s)", out_path, cfg["size"], cfg["size"], G.n_latent,
+                 ", with g and d" if "d" in ckpt else "")
     return ckpt

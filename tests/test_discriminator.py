@@ -1,5 +1,8 @@
 """StyleGAN2 discriminator: the rosinality key layout, an independent per-sample computation, loading."""
 import math
+import pickle
+import sys
+import types
 
 import pytest
 import torch
@@ -101,3 +104,106 @@ def test_rosinality_d_entry_loads_strictly_and_errors_name_the_file(tmp_path):
     torch.save({"g_ema": {}}, tmp_path / "g_only.pt")
     with pytest.raises(ValueError, match=r"g_only\.pt: no 'd'"):
         load_discriminator(tmp_path / "g_only.pt")
+
+
+# --- NVIDIA stylegan2-ada-pytorch D -> rosinality 'd' ------------------------------------------------------
+def _nvidia_d_state(size, channel_base, channel_max, seed=0):
+    """A resnet D under stylegan2-ada-pytorch's names and shapes (channels min(channel_base // res, channel_max)),
+    with its FIR buffers, random weights and biases."""
+    g = torch.Generator().manual_seed(seed)
+    ch = {2 ** i: min(channel_base // 2 ** i, channel_max) for i in range(2, int(math.log2(size)) + 1)}
+    fir = torch.tensor([1.0, 3, 3, 1])
+    fir = torch.outer(fir, fir) / 64
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    sd = {f"b{size}.fromrgb.weight": r(ch[size], 3, 1, 1), f"b{size}.fromrgb.bias": r(ch[size]) * 0.3,
+          f"b{size}.fromrgb.resample_filter": fir}
+    res = size
+    while res > 4:
+        tmp, out = ch[res], ch[res // 2]
+        sd.update({f"b{res}.conv0.weight": r(tmp, tmp, 3, 3), f"b{res}.conv0.bias": r(tmp) * 0.3,
+                   f"b{res}.conv0.resample_filter": fir, f"b{res}.conv1.weight": r(out, tmp, 3, 3),
+                   f"b{res}.conv1.bias": r(out) * 0.3, f"b{res}.conv1.resample_filter": fir,
+                   f"b{res}.skip.weight": r(out, tmp, 1, 1), f"b{res}.skip.resample_filter": fir,
+                   f"b{res}.resample_filter": fir})
+        res //= 2
+    c = ch[4]
+    sd.update({"b4.conv.weight": r(c, c + 1, 3, 3), "b4.conv.bias": r(c) * 0.3, "b4.conv.resample_filter": fir,
+               "b4.fc.weight": r(c, c * 16), "b4.fc.bias": r(c) * 0.3, "b4.out.weight": r(1, c),
+               "b4.out.bias": r(1)})
+    return sd
+
+
+def _nvidia_forward(sd, images, size, group=4):
+    """stylegan2-ada-pytorch's resnet D written from its own names: from-RGB, blocks (skip·√½ + conv1(conv0)·√½),
+    minibatch stddev (groups of samples i, i + B/G, ...), conv, fc, out."""
+    gain = lambda w: w / math.sqrt(w[0].numel())  # noqa: E731
+    x = _lrelu(F.conv2d(images, gain(sd[f"b{size}.fromrgb.weight"])), sd[f"b{size}.fromrgb.bias"])
+    res = size
+    while res > 4:
+        b = f"b{res}"
+        y = _fir_down_conv(x, sd[f"{b}.resample_filter"], sd[f"{b}.skip.weight"], (1, 1)) * math.sqrt(0.5)
+        h = _lrelu(F.conv2d(x, gain(sd[f"{b}.conv0.weight"]), padding=1), sd[f"{b}.conv0.bias"])
+        h = _lrelu(_fir_down_conv(h, sd[f"{b}.resample_filter"], sd[f"{b}.conv1.weight"], (2, 2)),
+                   sd[f"{b}.conv1.bias"]) * math.sqrt(0.5)
+        x = y + h
+        res //= 2
+    n = x.shape[0]
+    grp = min(group, n)
+    y = x.reshape(grp, -1, 1, x.shape[1], 4, 4)
+    y = ((y - y.mean(0)).square().mean(0) + 1e-8).sqrt().mean([2, 3, 4]).reshape(-1, 1, 1, 1)
+    x = torch.cat([x, y.repeat(grp, 1, 4, 4)], 1)
+    x = _lrelu(F.conv2d(x, gain(sd["b4.conv.weight"]), padding=1), sd["b4.conv.bias"])
+    x = F.leaky_relu(x.flatten(1) @ gain(sd["b4.fc.weight"]).t() + sd["b4.fc.bias"], 0.2) * math.sqrt(2)
+    return x @ gain(sd["b4.out.weight"]).t() + sd["b4.out.bias"]
+
+
+@pytest.fixture
+def d_pickle(tmp_path, monkeypatch):
+    from test_convert_weights import _nvidia_state, _persistence_module, _tree
+
+    from render2style.stylegan2 import Generator
+
+    def write(d_state, kwargs=None, name="snapshot.pkl"):
+        torch.manual_seed(0)
+        G = Generator(64, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=16)
+        monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
+        monkeypatch.setitem(sys.modules, "torch_utils.persistence", _persistence_module())
+        d = _tree(d_state)
+        d.meta["state"]["init_kwargs"] = kwargs or {"c_dim": 0, "img_resolution": 64, "architecture": "resnet",
+                                                    "mbstd_group_size": 4}
+        path = tmp_path / name
+        with open(path, "wb") as f:
+            pickle.dump({"G": _tree(_nvidia_state(G)), "D": d, "G_ema": _tree(_nvidia_state(G))}, f)
+        monkeypatch.delitem(sys.modules, "torch_utils.persistence")
+        return path
+    return write
+
+
+@pytest.mark.parametrize("size, channel_base, channel_max", [(64, 2048, 64), (32, 512, 16)])
+def test_nvidia_pkl_discriminator_converts_to_the_d_entry(d_pickle, tmp_path, size, channel_base, channel_max):
+    from render2style.stylegan2.ada_pkl import ada_d_to_rosinality, convert_ada_pkl
+    nv = _nvidia_d_state(size, channel_base, channel_max)
+    state, cfg = ada_d_to_rosinality(nv, "mem", {"architecture": "resnet"})
+    D = Discriminator(**{k: v for k, v in cfg.items() if k != "stddev_group"})
+    D.load_state_dict(state, strict=True)
+    images = torch.rand(8, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(D(images), _nvidia_forward(nv, images, size), atol=1e-4)
+    if size == 64:   # through the pickle and the converter, then the strict loader
+        out = tmp_path / "converted.pt"
+        ckpt = convert_ada_pkl(d_pickle(nv), out)
+        assert {"g", "g_ema", "d"} <= set(ckpt)
+        with torch.no_grad():
+            assert torch.allclose(load_discriminator(out)(images), _nvidia_forward(nv, images, size), atol=1e-4)
+
+
+def test_unsupported_nvidia_discriminators_are_refused_with_the_file_named(d_pickle):
+    from render2style.stylegan2.ada_pkl import convert_ada_pkl
+    nv = _nvidia_d_state(64, 2048, 64)
+    with pytest.raises(ValueError, match=r"skip\.pkl: only the 'resnet' discriminator"):
+        convert_ada_pkl(d_pickle(nv, {"architecture": "skip"}, "skip.pkl"))
+    with pytest.raises(ValueError, match=r"cond\.pkl: conditional"):
+        convert_ada_pkl(d_pickle(nv, {"architecture": "resnet", "c_dim": 10}, "cond.pkl"))
+    odd = _nvidia_d_state(64, 8192, 512)          # 256 maps at 32², 512 at 16² (rosinality: one value up to 32²)
+    with pytest.raises(ValueError, match=r"odd\.pkl: the discriminator's channels"):
+        convert_ada_pkl(d_pickle(odd, None, "odd.pkl"))
