@@ -230,6 +230,29 @@ def test_a_short_run_moves_the_samples_colour_toward_the_data(tmp_path):
     assert any("r1" in r for r in history) and any("pl_penalty" in r for r in history)
 
 
+class Recording(GeneratorTrainer):
+    """Records the loss of every optimizer step, with which optimizer took it."""
+
+    def _optimize(self, loss, optim, params):
+        self.steps_taken.append(("g" if optim is self.g_optim else "d", loss.item()))
+        super()._optimize(loss, optim, params)
+
+
+def test_lazy_regularizers_are_weighted_by_their_interval_and_adam_is_corrected(tmp_path):
+    o = options(tmp_path, 1, "--r1_gamma", "0.4", "--r1_every", "5", "--pl_weight", "3", "--pl_every", "7")
+    t = Recording(o, dataset=TwoColours())
+    t.steps_taken = []
+    logs = {k: v.item() for k, v in t.train_step(torch.stack([TwoColours()[i] for i in range(4)])).items()}
+    # iteration 0 runs all four phases: D main, R1, G main, path length
+    assert [who for who, _ in t.steps_taken] == ["d", "d", "g", "g"]
+    assert t.steps_taken[0][1] == pytest.approx(logs["d_loss"], rel=1e-6)
+    assert t.steps_taken[1][1] == pytest.approx(0.4 / 2 * 5 * logs["r1"], rel=1e-5)
+    assert t.steps_taken[2][1] == pytest.approx(logs["g_loss"], rel=1e-6)
+    assert t.steps_taken[3][1] == pytest.approx(3 * 7 * logs["pl_penalty"], rel=1e-5)
+    assert t.d_optim.param_groups[0]["lr"] == pytest.approx(2e-3 * 5 / 6)
+    assert t.g_optim.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (7 / 8))
+
+
 def test_frozen_mapping_and_torgb_do_not_change_while_the_rest_does(tmp_path):
     torch.manual_seed(0)
     G = Generator(SIZE, style_dim=16, n_mlp=2, channel_multiplier=1, channel_max=16)
