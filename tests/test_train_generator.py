@@ -376,3 +376,41 @@ def test_presets_fill_what_is_not_given_and_bad_combinations_stop_at_parse_time(
         with pytest.raises(SystemExit):
             GeneratorTrainOptions().parse(argv)
         assert message in capsys.readouterr().err
+
+
+# --- DDP ---------------------------------------------------------------------------------------------------
+def _ddp_worker(rank, world, port, exp_dir, out_dir):
+    import os
+
+    from render2style.training.distributed import cleanup_distributed
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        opts = GeneratorTrainOptions().parse(
+            ["--data", "x", "--exp_dir", exp_dir, "--batch", "8", "--workers", "0", "--kimg", "0.024",
+             "--n_samples", "4", "--pl_every", "2", "--r1_every", "2", "--augment", "ada", "--augment_p", "0.2",
+             "--ada_interval", "1", *TINY])
+        t = GeneratorTrainer(opts, dataset=TwoColours(16))
+        history = t.train()
+        torch.save({"g": t.G.state_dict(), "g_ema": t.G_ema.state_dict(), "d": t.D.state_dict(),
+                    "history": history, "p": float(t.augment.p), "writer": t.writer is not None},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+        t.close()
+    finally:
+        cleanup_distributed()
+
+
+def test_two_ranks_average_gradients_draw_their_own_samples_and_rank_0_writes(tmp_path):
+    import torch.multiprocessing as mp
+    from test_ddp import _free_port
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for key in ("g", "g_ema", "d"):
+        for name, v in r0[key].items():
+            assert torch.equal(v, r1[key][name]), f"ranks disagree on {key}.{name}"
+    assert r0["p"] == r1["p"] != 0.2             # p moved, the same on both ranks: r_t is summed over their reals
+    assert [h["g_loss"] for h in r0["history"]] != [h["g_loss"] for h in r1["history"]]   # own z per rank
+    assert r0["writer"] and not r1["writer"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)
+    assert len(ckpt[RESUME_KEY]["rng"]) == 2 and ckpt[RESUME_KEY]["world_size"] == 2
