@@ -1,0 +1,275 @@
+"""Reconstruction pre-training of a StyleGAN2 generator: a VAE whose decoder is the generator.
+
+Adversarial training from scratch needs about 10⁶ images to make faces; on a few CPU cores that is days. A
+variational auto-encoder learns the coarse structure of a face dataset in a few epochs instead, and when its
+decoder *is* the StyleGAN2 generator (mapping network and synthesis network, z ~ N(0, I) as the prior) the
+result is an ordinary generator: random z give faces, the truncation trick works on its W, and every tool loads
+it. The samples are soft (a VAE's are); a short adversarial phase (``train_generator.py --ckpt``) sharpens them.
+
+Loss per image: ‖x − G(z)‖² / (2σ²) summed over pixels (a Gaussian likelihood with fixed σ, ``recon_sigma``)
+plus ``kl_weight`` · KL(q(z|x) ‖ N(0, I)), z = μ + σ_q·ε (reparameterisation). Photos are x-flipped at random.
+The checkpoint has the rosinality layout (``g``, ``g_ema``, ``latent_avg``) plus ``vae_encoder`` and the
+resume state; there is no ``d``: the adversarial phase starts a fresh discriminator.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from render2style.stylegan2.model import Generator
+from render2style.training.checkpointing import rng_state, set_rng_state
+from render2style.utils.io import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconstructionConfig:
+    """Architecture and optimisation of the pre-training (defaults: the demo face generator's run)."""
+
+    size: int = 64
+    style_dim: int = 512
+    n_mlp: int = 8
+    channel_multiplier: float = 1
+    channel_max: int = 64
+    encoder_channels: int = 32
+    batch: int = 32
+    lr: float = 2e-3
+    encoder_lr: float = 5e-4
+    kl_warmup_kimg: float = 2.0
+    recon_sigma: float = 0.1
+    kl_weight: float = 1.0
+    ema_kimg: float = 2.0
+    kimg: float = 100.0
+    log_every: int = 50
+    snapshot_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "lr", "encoder_lr", "recon_sigma", "kimg", "log_every", "snapshot_every",
+                     "encoder_channels"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ReconstructionConfig.{name} must be > 0, got {getattr(self, name)}")
+        if min(self.kl_weight, self.ema_kimg, self.kl_warmup_kimg) < 0:
+            raise ValueError("ReconstructionConfig.kl_weight, ema_kimg and kl_warmup_kimg must be >= 0")
+
+    def generator(self) -> Generator:
+        return Generator(size=self.size, style_dim=self.style_dim, n_mlp=self.n_mlp,
+                         channel_multiplier=self.channel_multiplier, channel_max=self.channel_max)
+
+
+class ConvEncoder(nn.Module):
+    """Image [B, 3, S, S] in [-1, 1] -> (μ, log σ²) of q(z|x), each [B, z_dim]: stride-2 convolutions to 4²."""
+
+    def __init__(self, size: int, z_dim: int, channels: int = 32):
+        super().__init__()
+        layers, c_in, res = [], 3, size
+        while res > 4:
+            c_out = min(channels * (size // res) * 2, 512)
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            c_in, res = c_out, res // 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Linear(c_in * 16, 2 * z_dim)
+        nn.init.zeros_(self.head.weight)  # start at the prior: μ = 0, log σ² = 0
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.features(x)).chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 6.0)
+
+
+def decode(G: Generator, z: torch.Tensor) -> torch.Tensor:
+    """G(z) with random noise: the mapping network, the same W on every layer, the synthesis network."""
+    w = G.mapping(z)
+    return G.synthesis(w.unsqueeze(1).repeat(1, G.n_latent, 1), noise_mode="random")
+
+
+def vae_loss(E: ConvEncoder, G: Generator, x: torch.Tensor, cfg: ReconstructionConfig, kl_weight: float
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Negative ELBO per image (the loss, KL weighted by ``kl_weight``) and its parts, for images in [-1, 1]."""
+    mu, logvar = E(x)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    recon = (decode(G, z) - x).pow(2).flatten(1).sum(1) / (2 * cfg.recon_sigma ** 2)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+    loss = (recon + kl_weight * kl).mean()
+    mse = float(recon.detach().mean()) * 2 * cfg.recon_sigma ** 2 / x[0].numel()
+    return loss, {"loss": float(loss.detach()), "recon_mse": mse, "kl": float(kl.detach().mean())}
+
+
+@torch.no_grad()
+def reconstruction_mse(E: ConvEncoder, G: Generator, images: torch.Tensor, batch: int = 64) -> float:
+    """Mean squared error of G(μ(x)) against x (posterior means, no sampling) over ``images`` (uint8)."""
+    total = 0.0
+    for start in range(0, len(images), batch):
+        x = to_float(images[start:start + batch])
+        total += float((decode(G, E(x)[0]) - x).pow(2).mean()) * len(x)
+    return total / len(images)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, 3, H, W] -> float in [-1, 1]."""
+    return images.float().div(127.5).sub(1.0)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
+    """ema ← β·ema + (1 − β)·model for every parameter (buffers copied)."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: ReconstructionConfig,
+                         out: str | Path) -> dict[str, float]:
+    """Pre-train on ``train`` (uint8 [N, 3, S, S]); checkpoints to ``out`` (resumed when it exists).
+
+    Returns the final figures: reconstruction MSE of the EMA generator on training and held-out photos.
+    """
+    out = Path(out)
+    torch.manual_seed(cfg.seed)
+    G, E = cfg.generator(), ConvEncoder(cfg.size, cfg.style_dim, cfg.encoder_channels)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt = torch.optim.Adam([{"params": G.parameters(), "lr": cfg.lr},
+                            {"params": E.parameters(), "lr": cfg.encoder_lr}], betas=(0.9, 0.99))
+    step, history = 0, []
+    if out.is_file():
+        ckpt = torch.load(out, map_location="cpu", weights_only=True)
+        if ckpt["recon_config"] != asdict(cfg):
+            raise ValueError(f"{out}: written with another configuration {ckpt['recon_config']}; "
+                             f"use a new output path or the same options")
+        G.load_state_dict(ckpt["g"])
+        G_ema.load_state_dict(ckpt["g_ema"])
+        E.load_state_dict(ckpt["vae_encoder"])
+        opt.load_state_dict(ckpt["recon_optim"])
+        step, history = ckpt["recon_step"], ckpt["recon_history"]
+        set_rng_state(ckpt["rng"])
+        log.info("resumed %s at step %d", out, step)
+    total_steps = math.ceil(cfg.kimg * 1000 / cfg.batch)
+    beta = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000)) if cfg.ema_kimg > 0 else 0.0
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    t0, seen0 = time.perf_counter(), step
+    while step < total_steps:
+        idx = torch.randint(len(train), (cfg.batch,), generator=gen)
+        x = to_float(train[idx])
+        flip = torch.rand(cfg.batch, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        warmup = min(1.0, step * cfg.batch / (cfg.kl_warmup_kimg * 1000)) if cfg.kl_warmup_kimg > 0 else 1.0
+        loss, parts = vae_loss(E, G, x, cfg, kl_weight=cfg.kl_weight * warmup)
+        if not math.isfinite(parts["loss"]):
+            raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema_update(G_ema, G, beta)
+        step += 1
+        if step % cfg.log_every == 0 or step == total_steps:
+            rate = (step - seen0) * cfg.batch / (time.perf_counter() - t0)
+            history.append({"step": step, "kimg": step * cfg.batch / 1000, **parts})
+            log.info("step %d/%d  kimg %.1f  loss %.1f  recon_mse %.4f  kl %.1f  %.1f img/s", step, total_steps,
+                     step * cfg.batch / 1000, parts["loss"], parts["recon_mse"], parts["kl"], rate)
+        if step % cfg.snapshot_every == 0 or step == total_steps:
+            _save(out, G, G_ema, E, opt, step, history, cfg)
+    figures = {"train_recon_mse": reconstruction_mse(E, G_ema, train[:len(held_out)]),
+               "held_out_recon_mse": reconstruction_mse(E, G_ema, held_out)}
+    log.info("reconstruction MSE (EMA generator, posterior means): train %.4f, held-out %.4f",
+             figures["train_recon_mse"], figures["held_out_recon_mse"])
+    return figures
+
+
+def _save(out: Path, G: Generator, G_ema: Generator, E: ConvEncoder, opt: torch.optim.Optimizer, step: int,
+          history: list[dict], cfg: ReconstructionConfig) -> None:
+    latent_avg = G_ema.mean_latent(4096, seed=cfg.seed)
+    atomic_torch_save({"g": G.state_dict(), "g_ema": G_ema.state_dict(), "latent_avg": latent_avg,
+                       "vae_encoder": E.state_dict(), "recon_optim": opt.state_dict(), "recon_step": step,
+                       "recon_history": history, "recon_config": asdict(cfg), "rng": rng_state()}, out)
+
+
+def split_indices(n: int, held_out_every: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic split of ``n`` sorted items: every ``held_out_every``-th is held out."""
+    idx = np.arange(n)
+    held = idx % held_out_every == held_out_every - 1
+    return idx[~held], idx[held]
+
+
+@torch.no_grad()
+def posterior_codes(E: ConvEncoder, G: Generator, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """W = mapping(μ(x)) for every image (uint8 [N, 3, S, S]): the codes the decoder was trained on."""
+    return torch.cat([G.mapping(E(to_float(images[s:s + batch]))[0]) for s in range(0, len(images), batch)])
+
+
+def gaussian_fit(codes: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean [D] and symmetric square root of the covariance [D, D] of ``codes`` [N, D] (float64)."""
+    codes = codes.double()
+    mean = codes.mean(0)
+    cov = torch.cov(codes.T) + eps * torch.eye(codes.shape[1], dtype=torch.float64)
+    vals, vecs = torch.linalg.eigh(cov)
+    return mean, (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+def w_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of W codes (how far the mapping's W is from b)."""
+    from render2style.evaluation.generator_quality import frechet_distance
+    return frechet_distance(a.double().numpy(), b.double().numpy())
+
+
+def refit_mapping(G: Generator, codes: torch.Tensor, *, steps: int = 1000, batch: int = 512, lr: float = 0.3,
+                  seed: int = 0) -> dict[str, float]:
+    """Train ``G``'s mapping network so that W = mapping(z), z ~ N(0, I), follows the Gaussian fitted to ``codes``.
+
+    A VAE's aggregate posterior is not its prior (here: posterior means far outside the prior's shell after the
+    mapping network's pixel norm), so prior samples land where the decoder never trained. Ex-post density
+    estimation (as in regularised auto-encoders) fixes the sampler: the target of z is m + Σ^½ · pixel_norm(z),
+    a draw from N(m, Σ) because pixel_norm(z) ≈ z for 512-d Gaussians. Only ``G.style`` changes.
+    Returns the W Fréchet distance to ``codes`` before and after, and the final regression error.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    mean, root = gaussian_fit(codes)
+    mean, root = mean.float(), root.float()
+    G.style.requires_grad_(True)
+    probe = torch.randn(len(codes), G.style_dim, generator=gen)
+    with torch.no_grad():
+        before = w_frechet(G.mapping(probe), codes)
+    opt = torch.optim.Adam(G.style.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        z = torch.randn(batch, G.style_dim, generator=gen)
+        target = mean + G.style[0](z) @ root
+        loss = (G.mapping(z) - target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        after = w_frechet(G.mapping(probe), codes)
+    log.info("mapping refit: W Fréchet distance to the posterior codes %.2f -> %.2f (regression MSE %.2e)",
+             before, after, float(loss.detach()))
+    return {"w_fd_before": before, "w_fd_after": after, "regression_mse": float(loss.detach())}
+
+
+def export_sampler(ckpt_path: str | Path, train: torch.Tensor, out: str | Path, *, n_codes: int = 5000,
+                   steps: int = 1000, seed: int = 0) -> dict[str, float]:
+    """The pre-trained generator as a sampler: the EMA generator with its mapping refitted (:func:`refit_mapping`)
+    to the posterior codes of ``n_codes`` training photos, written to ``out`` as ``g`` = ``g_ema`` (rosinality
+    layout, plus ``latent_avg``; no ``d``) for ``train_generator.py --ckpt`` and every loader."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    cfg = ReconstructionConfig(**ckpt["recon_config"])
+    G, E = cfg.generator(), ConvEncoder(cfg.size, cfg.style_dim, cfg.encoder_channels)
+    G.load_state_dict(ckpt["g_ema"])
+    E.load_state_dict(ckpt["vae_encoder"])
+    G.eval().requires_grad_(False)
+    E.eval().requires_grad_(False)
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n_codes]
+    figures = refit_mapping(G, posterior_codes(E, G, train[pick]), steps=steps, seed=seed)
+    state = G.state_dict()
+    atomic_torch_save({"g": state, "g_ema": state, "latent_avg": G.mean_latent(4096, seed=seed),
+                       "pretrain": {"config": asdict(cfg), "step": ckpt["recon_step"], **figures}}, out)
+    return figures
