@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
 from render2style.options.validators import int_at_least
-from render2style.teacher.methods import METHODS
+from render2style.teacher.methods import DUAL_SEARCHES, TARGET_METHODS
 
 if TYPE_CHECKING:
     from render2style.teacher import TeacherConfig
@@ -28,13 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
         "r2s-generate-targets --renders renders/ --out targets/ --stylegan_weights stylegan2-ffhq-config-f.pt \\\n"
         "--lpips_weights vgg16-397923af.pth --flip                  # real run; rerun to resume",
         "torchrun --nproc_per_node 4 -m render2style.scripts.generate_targets --renders renders/ --out targets/ \\\n"
-        "--stylegan_weights stylegan2-ffhq-config-f.pt --lpips_weights vgg16-397923af.pth   # 4 GPUs"])
+        "--stylegan_weights stylegan2-ffhq-config-f.pt --lpips_weights vgg16-397923af.pth   # 4 GPUs",
+        "r2s-generate-targets --renders renders/ --out targets_dual/ --method dual --render_generator g_rendering.pt "
+        "\\\n--stylegan_weights stylegan2-ffhq-config-f.pt --lpips_weights vgg16-397923af.pth   # Wang et al."])
     p.add_argument("--renders", help="renders folder (default: demo renders made in <out>/demo_renders)")
     p.add_argument("--out", required=True, help="target folder (created; an existing one is resumed)")
     p.add_argument("--dataset", default="renders",
                    help="renders | facesynthetics | images | package.module:Class")
-    p.add_argument("--method", choices=METHODS, default="garbin",
-                   help="teacher: Garbin et al.'s steps 1-4, Image2StyleGAN, or the masked projector alone")
+    p.add_argument("--method", choices=TARGET_METHODS, default="garbin",
+                   help="teacher: Garbin et al.'s steps 1-4, Image2StyleGAN, the masked projector alone, or Wang et "
+                        "al.'s dual-generator teacher (search in --render_generator, target image from "
+                        "--stylegan_weights)")
+    p.add_argument("--render_generator", help="dual: G_rendering, the real generator fine-tuned on renders "
+                                              "(train_generator.py --preset wang; rosinality layout)")
+    p.add_argument("--dual_search", choices=DUAL_SEARCHES, default="projector",
+                   help="dual: Wang et al.'s 500-step W+ projection from w̄ (LPIPS, noise maps regularized), or "
+                        "Garbin et al.'s steps 1-4, run in G_rendering")
     p.add_argument("--stylegan_weights", help="StyleGAN2 checkpoint (rosinality layout); default: the seeded "
                                               "DEMO generator")
     p.add_argument("--lpips_weights", help="LPIPS backbone weights (torchvision vgg16/alexnet .pth or "
@@ -98,7 +107,9 @@ def build_config(args, G):
     if args.seeds is not None:
         changes["n_seeds"] = args.seeds
     if args.steps is not None:
-        changes["i2s_steps" if args.method == "image2stylegan" else "proj_steps"] = args.steps
+        dual_projection = args.method == "dual" and args.dual_search == "projector"
+        changes["i2s_steps" if args.method == "image2stylegan" else "dual_steps" if dual_projection
+                else "proj_steps"] = args.steps
     if args.centroids:
         changes["centroids"] = load_vectors(args.centroids, G.style_dim)[0]
     if args.control_vectors:
@@ -125,8 +136,8 @@ def weights_used(args, cfg, perceptual) -> dict:
     """Every weights file this run reads, with its SHA-256 (``run.json``): the generator, the LPIPS and VGG
     files actually used (a file found in the torch cache included), centroids and control vectors."""
     from render2style.pretrained import LPIPS_NET_WEIGHTS, require_known_weights, weights_record
-    files = {"stylegan_weights": args.stylegan_weights, "centroids": args.centroids,
-             "control_vectors": args.control_vectors}
+    files = {"stylegan_weights": args.stylegan_weights, "render_generator": args.render_generator,
+             "centroids": args.centroids, "control_vectors": args.control_vectors}
     if perceptual is not False:
         files["lpips_weights"] = require_known_weights(args.lpips_weights, LPIPS_NET_WEIGHTS[cfg.lpips_net])
         if args.method == "image2stylegan":
@@ -145,6 +156,17 @@ def load_generator_arg(path: str | None, device: str):
     return G, (None if latent_avg is None else latent_avg[0].cpu()), str(Path(path).resolve())
 
 
+def load_rendering_generator(args, g_real, real_name: str, w_avg, device: str):
+    """(G_rendering, w̄ to start from: G_rendering's ``latent_avg``, else G_real's, run.json fields)."""
+    from render2style.stylegan2 import load_generator
+    from render2style.teacher.dual import check_generator_pair
+    g_rendering, rendering_avg = load_generator(args.render_generator, device=device)
+    name = str(Path(args.render_generator).resolve())
+    check_generator_pair(g_rendering, g_real, name, real_name)
+    w_avg = w_avg if rendering_avg is None else rendering_avg[0].cpu()
+    return g_rendering, w_avg, {"render_generator": name, "dual_search": args.dual_search}
+
+
 def renders_source(args):
     """(render source, its folder); without --renders the DEMO renders in <out>/demo_renders (made once)."""
     from render2style.datasets import build_render_source, make_demo_renders
@@ -161,23 +183,30 @@ def renders_source(args):
 
 def main(argv: Sequence[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.method == "dual") != (args.render_generator is not None):
+        parser.error("--method dual needs --render_generator G_RENDERING.pt, and only --method dual takes one")
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from render2style.teacher.job import generate_targets
     device = args.device or default_device()
     G, w_avg, generator_name = load_generator_arg(args.stylegan_weights, device)
+    g_rendering, dual = None, {}
+    if args.method == "dual":
+        g_rendering, w_avg, dual = load_rendering_generator(args, G, generator_name, w_avg, device)
     cfg = build_config(args, G)
     if w_avg is not None and cfg.w_avg is None:
         cfg = cfg.replace(w_avg=w_avg)
     perceptual = load_perceptual(args, cfg, device)
     source, root = renders_source(args)
     extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
-             "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual)}
+             "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual), **dual}
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
         stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
                                  progress=not args.no_progress, seed=args.seed, generator_name=generator_name,
-                                 device=device, skip_corrupt=args.skip_corrupt, limit=args.limit, extra_config=extra)
+                                 device=device, skip_corrupt=args.skip_corrupt, limit=args.limit, extra_config=extra,
+                                 search_generator=g_rendering)
     log.info("targets in %s: %s", args.out, stats)
     return stats
 

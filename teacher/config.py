@@ -78,12 +78,15 @@ class TeacherConfig:
     i2s_lr: float = 0.01
     i2s_lambda_mse: float = 1.0
     i2s_size: int = 256
+    # dual-generator teacher (Wang et al. §3.3): the projection in G_rendering
+    dual_steps: int = 500
+    dual_lpips_only: bool = True       # eq. 4: LPIPS alone (eq. 1's YUV terms stay on without perceptual terms)
     # speed
     amp: bool = True                   # bf16 autocast for the generator on CUDA (losses stay float32)
 
     def __post_init__(self):
         positive = ("loss_size", "n_samples", "chunk", "csanns_proposals", "csanns_inner", "csanns_lr_decay_every",
-                    "select_size", "n_seeds", "seed_batch", "i2s_size", "prior_samples", "n_centroids")
+                    "select_size", "n_seeds", "seed_batch", "i2s_size", "prior_samples", "n_centroids", "dual_steps")
         non_negative = ("csanns_outer", "proj_steps", "i2s_steps", "n_control", "landmark_top_k", "blur_kernel")
         for name in positive + non_negative:
             v, low = getattr(self, name), 1 if name in positive else 0
@@ -101,7 +104,7 @@ class TeacherConfig:
         """CPU preset for the 64² demo generator (about 10-20 s per image on 2 cores): fewer samples,
         proposals, iterations and seeds; losses and selection at the generator's 64²."""
         preset = dict(loss_size=64, select_size=64, n_samples=64, csanns_outer=6, csanns_proposals=64,
-                      csanns_inner=8, proj_steps=60, n_seeds=2, seed_batch=2, i2s_steps=120,
+                      csanns_inner=8, proj_steps=60, n_seeds=2, seed_batch=2, i2s_steps=120, dual_steps=120,
                       i2s_size=64, n_centroids=4, n_control=8, prior_samples=2000, chunk=32)
         preset.update(overrides)
         return cls(**preset)

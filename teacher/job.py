@@ -30,6 +30,7 @@ from tqdm import tqdm
 from render2style.datasets.renders import check_render
 from render2style.datasets.screening import screen_renders
 from render2style.teacher import TeacherConfig, TeacherInput, run_teacher
+from render2style.teacher.dual import run_dual_teacher
 from render2style.teacher.priors import resolve_priors
 from render2style.utils.claims import claim
 from render2style.utils.io import (
@@ -60,7 +61,8 @@ FLIP_68 = (
 #: ``flip``: each render's random stream and the set of items depend on them), with their options.
 COMPATIBILITY_KEYS = {"method": "--method", "generator": "--stylegan_weights", "size": "the generator",
                       "n_latent": "the generator", "style_dim": "the generator", "perceptual": "--no_perceptual",
-                      "seed": "--seed", "flip": "--flip"}
+                      "seed": "--seed", "flip": "--flip", "render_generator": "--render_generator",
+                      "dual_search": "--dual_search"}
 
 FLIP_SUFFIX = "_flip"
 
@@ -284,12 +286,16 @@ def _units(source, shard: tuple[int, int], flip: bool, limit: int | None) -> lis
 
 
 def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perceptual, shard: tuple[int, int],
-            device) -> tuple[np.ndarray, Image.Image, dict[str, Any], list[np.ndarray] | None]:
+            device, search_generator=None) -> tuple[np.ndarray, Image.Image, dict[str, Any], list[np.ndarray] | None]:
     """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row, fitted noise maps
     or None)."""
     t0 = time.perf_counter()
-    result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, seed=config["seed"],
-                         render_id=cached.id, flip=render is not cached)
+    stream = dict(seed=config["seed"], render_id=cached.id, flip=render is not cached)
+    if config["method"] == "dual":
+        result = run_dual_teacher(search_generator, G, teacher_input(render, device), cfg, perceptual,
+                                  search=config["dual_search"], **stream)
+    else:
+        result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, **stream)
     w_plus = result.w_plus.detach().float().cpu().numpy()
     if w_plus.shape != (G.n_latent, G.style_dim):
         raise RuntimeError(f"teacher returned W+ of shape {w_plus.shape}, expected ({G.n_latent}, {G.style_dim})")
@@ -297,6 +303,11 @@ def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perce
            "render": str(cached.path), "method": config["method"], "generator": config["generator"],
            "demo": config["demo"], "perceptual": config["perceptual"], "base_seed": config["seed"],
            "seconds": round(time.perf_counter() - t0, 3), "shard": f"{shard[0]}/{shard[1]}"}
+    if config["method"] == "dual":  # both generators, by path and SHA-256 (None for the demo generator)
+        weights = config.get("weights", {})
+        row.update(render_generator=config["render_generator"], dual_search=config["dual_search"],
+                   generator_sha256=weights.get("stylegan_weights", {}).get("sha256"),
+                   render_generator_sha256=weights.get("render_generator", {}).get("sha256"))
     noise = [n.float().cpu().numpy() for n in result.noise] if result.noise is not None else None
     return w_plus.astype(np.float32), to_pil(result.image), row, noise
 
@@ -305,15 +316,19 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
                      shard: tuple[int, int] | None = None, flip: bool = False, progress: bool = True,
                      seed: int = 0, generator_name: str = "demo", device: str | torch.device = "cpu",
                      skip_corrupt: bool = False, limit: int | None = None,
-                     extra_config: dict[str, Any] | None = None) -> dict[str, Any]:
+                     extra_config: dict[str, Any] | None = None, search_generator=None) -> dict[str, Any]:
     """Run the teacher on every unfinished render of this shard and write the target folder.
 
     ``source``: indexable renders with ``.ids`` (``render2style.datasets.build_render_source``).
     ``perceptual``: ``PerceptualNets`` or False (the explicit demo option: no LPIPS/VGG terms, recorded).
     ``shard``: ``(i, n)``; under torchrun each rank takes its part (see :func:`resolve_shard`).
     ``generator_name``: ``"demo"`` or the weights file, recorded. ``limit``: only the first ``limit``
-    sorted ids. ``extra_config``: more fields for ``run.json``. Returns counts and timing.
+    sorted ids. ``extra_config``: more fields for ``run.json``; for ``method="dual"`` it names
+    ``render_generator`` and ``dual_search``, and ``search_generator`` is G_rendering (``G``: G_real, whose
+    images are the targets). Returns counts and timing.
     """
+    if (method == "dual") != (search_generator is not None):
+        raise ValueError("method 'dual' needs search_generator (G_rendering), and only it takes one")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shard = resolve_shard(shard)
@@ -334,7 +349,8 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
     corrupt = {u[0] for u in todo} - usable
     t_job = time.perf_counter()
     if todo:
-        cfg = resolve_priors(G, cfg, device, seed)  # centroids etc. once, not per item
+        searched = G if search_generator is None else search_generator
+        cfg = resolve_priors(searched, cfg, device, seed)  # centroids etc. once, not per item
     index = {x: k for k, x in enumerate(source.ids)}
     cached = None
     for render_id, flipped, item_id in tqdm(todo, desc=f"targets {shard[0]}/{shard[1]}", unit="img",
@@ -350,7 +366,8 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
                 cached = source[index[render_id]]
                 check_render(cached)
             render = flip_render(cached) if flipped else cached
-            write_target(out, item_id, *_target(G, render, cached, cfg, config, perceptual, shard, device))
+            write_target(out, item_id, *_target(G, render, cached, cfg, config, perceptual, shard, device,
+                                                search_generator))
         stats["done"] += 1
     stats.update(skipped_corrupt=len(corrupt), seconds=round(time.perf_counter() - t_job, 3))
     rebuild_metadata(out)

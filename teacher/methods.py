@@ -1,4 +1,9 @@
 """The teacher's methods (no torch import, so command-line parsers can offer them cheaply)."""
 
-#: Garbin et al.'s steps 1-4, and the two baselines behind the same interface.
+#: Garbin et al.'s steps 1-4, and the two baselines behind the same interface (one generator: ``run_teacher``).
 METHODS = ("garbin", "image2stylegan", "projector")
+#: What ``r2s-generate-targets --method`` offers: those, and Wang et al.'s dual-generator teacher (the search in
+#: G_rendering, the target image from G_real: ``teacher.dual.run_dual_teacher``).
+TARGET_METHODS = (*METHODS, "dual")
+#: How the dual teacher searches G_rendering: Wang et al.'s projection, or Garbin et al.'s steps 1-4.
+DUAL_SEARCHES = ("projector", "garbin")

@@ -148,9 +148,10 @@ def test_help_of_the_main_tools_is_printed_before_torch_is_imported():
 
 def test_generate_targets_offers_the_teacher_methods():
     from render2style.scripts import generate_targets
-    from render2style.teacher import METHODS
+    from render2style.teacher.methods import METHODS, TARGET_METHODS
     action = next(a for a in generate_targets.build_parser()._actions if a.dest == "method")
-    assert tuple(action.choices) == METHODS == ("garbin", "image2stylegan", "projector")
+    assert METHODS == ("garbin", "image2stylegan", "projector")
+    assert tuple(action.choices) == TARGET_METHODS == (*METHODS, "dual")
 
 
 def _parsers(monkeypatch) -> dict:
