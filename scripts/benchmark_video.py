@@ -5,10 +5,11 @@
 
 The sequence: one demo render (``datasets.demo_renders``) whose yaw, pitch and light direction change
 smoothly (sinusoids over the clip), drawn frame by frame as RGBA renders with hair masks, optionally with
-per-frame pixel noise (``--jitter``: a noisy renderer). Every ``--smooth`` setting runs the real tool
-(``r2s-encode --sequence --smooth SPEC``) on it and reports:
+per-frame pixel noise (``--jitter``: a noisy renderer). The tool encodes it once (``r2s-encode --sequence``);
+every ``--smooth`` setting then runs what the tool runs for it (its ``CodeSmoother`` on the codes, at frame
+times t / fps, then the generator) and is reported with:
 
-- flicker: mean frame-to-frame change of the outputs over that of the inputs (``summary.json``);
+- flicker: mean frame-to-frame change of the outputs over that of the inputs (the tool's ``FlickerMeter``);
 - lag (frames): the shift maximising the correlation between the setting's trajectory and the unsmoothed
   one, sub-frame by a parabola through the peak, for two trajectories: the output images' projection on the
   first principal component of the unsmoothed outputs (the dominant image motion, a landmark stand-in that
@@ -123,43 +124,53 @@ def first_component(x: np.ndarray) -> np.ndarray:
     return np.linalg.svd(centred, full_matrices=False)[2][0]
 
 
-def load_run(out: Path, frames: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Output images [T, N] (float), W+ codes [T, L·D] and summary.json of one encoding."""
-    import json
-
-    from PIL import Image
-
-    names = [f"frame_{t:04d}" for t in range(frames)]
-    images = np.stack([np.asarray(Image.open(out / "images" / f"{n}.png"), np.float64).ravel() for n in names])
-    codes = np.stack([np.load(out / "latents" / f"{n}.npy").ravel() for n in names]).astype(np.float64)
-    return images, codes, json.loads((out / "summary.json").read_text())
-
-
 def measure(args: argparse.Namespace, work: Path) -> list[dict]:
+    """Encode the sequence once with ``r2s-encode --sequence``, then smooth its codes with each setting (the
+    tool's ``CodeSmoother``, frame times t / fps) and decode them: E(x) -> smoothing -> G, as the tool does."""
+    import torch
+
     from render2style import encode
+    from render2style.encoders.psp import pSp
+    from render2style.inference.engine import InferenceModel, pick_device
+    from render2style.inference.inputs import make_loader
+    from render2style.inference.smoothing import CodeSmoother
+    from render2style.inference.video import FlickerMeter
     from render2style.options.encode_options import EncodeOptions
 
-    seq = work / "sequence"
+    seq, out = work / "sequence", work / "encoded"
     write_sequence(seq, sequence_params(args.frames, args.cycles, args.seed), args.size, args.jitter, args.seed)
+    argv = ["--checkpoint", args.checkpoint, "--input", str(seq), "--out", str(out), "--sequence",
+            "--fps", str(args.fps), "--workers", "0", "--save_images", "false"] + \
+        (["--device", args.device] if args.device else [])
+    device = pick_device(args.device)
+    net = pSp.from_checkpoint(args.checkpoint, device=device)
+    if encode.run(EncodeOptions().parse(argv), net) != 0:
+        raise RuntimeError(f"r2s-encode failed on {seq} (see {out / 'summary.json'})")
+    tool_flicker = encode_summary(out)["video"]["flicker"]["flicker"]
+    loader, _ = make_loader(str(seq), int(net.opts.resolution or 256), int(net.opts.input_nc), 16, workers=0)
+    inputs = torch.cat([b.images for b in loader])
+    names = [f"frame_{t:04d}" for t in range(args.frames)]
+    codes = torch.stack([torch.from_numpy(np.load(out / "latents" / f"{n}.npy")) for n in names])
+    times = [t / args.fps for t in range(args.frames)]
+    model = InferenceModel(net, device)
+
     rows, ref = [], None
     for spec in args.smooth:
-        name = str(spec) if spec is not None else "none"
-        out = work / name.replace(":", "_").replace(",", "_")
-        argv = ["--checkpoint", args.checkpoint, "--input", str(seq), "--out", str(out), "--sequence",
-                "--fps", str(args.fps), "--smooth", name, "--workers", "0"] + \
-            (["--device", args.device] if args.device else [])
-        if encode.run(EncodeOptions().parse(argv)) != 0:
-            raise RuntimeError(f"r2s-encode failed on {seq} with --smooth {name} (see {out / 'summary.json'})")
-        images, codes, summary = load_run(out, args.frames)
+        smoothed = CodeSmoother(spec)(codes, times) if spec is not None else codes
+        images = torch.cat([model.decode(c) for c in smoothed.split(16)]).cpu()
+        meter = FlickerMeter()
+        meter.update(inputs, images)
+        flicker = meter.result()
+        flat_img, flat_code = images.flatten(1).double().numpy(), smoothed.flatten(1).double().numpy()
         if ref is None:
-            ref = {"images": images, "codes": codes, "pc_img": first_component(images),
-                   "pc_code": first_component(codes)}
-        img_traj, ref_img = images @ ref["pc_img"], ref["images"] @ ref["pc_img"]
-        code_traj, ref_code = codes @ ref["pc_code"], ref["codes"] @ ref["pc_code"]
-        flicker = summary["video"]["flicker"]
+            ref = {"img": flat_img, "code": flat_code, "pc_img": first_component(flat_img),
+                   "pc_code": first_component(flat_code)}
+            log.info("flicker without smoothing %.4f (r2s-encode's summary: %.4f)", flicker["flicker"], tool_flicker)
+        img_traj, ref_img = flat_img @ ref["pc_img"], ref["img"] @ ref["pc_img"]
+        code_traj, ref_code = flat_code @ ref["pc_code"], ref["code"] @ ref["pc_code"]
+        name = str(spec) if spec is not None else "none"
         rows.append({
-            "smooth": name, "flicker": flicker["flicker"], "output_change": flicker["output_change"],
-            "input_change": flicker["input_change"],
+            "smooth": name, **flicker,
             "lag_image": lag_frames(ref_img, img_traj), "lag_code": lag_frames(ref_code, code_traj),
             "ramp_lag": (1 - spec.alpha) / spec.alpha if spec is not None and spec.kind == "ema" else None,
             "error_image": float(np.sqrt(np.mean((img_traj - ref_img) ** 2)) / (ref_img.std() + 1e-12)),
@@ -167,6 +178,12 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict]:
         log.info("%s: flicker %.3f, lag %.2f frames (image) / %.2f (code)", name, rows[-1]["flicker"],
                  rows[-1]["lag_image"], rows[-1]["lag_code"])
     return rows
+
+
+def encode_summary(out: Path) -> dict:
+    import json
+
+    return json.loads((out / "summary.json").read_text())
 
 
 def to_markdown(args: argparse.Namespace, rows: list[dict], device: str) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_encode import SIZE, net, run  # noqa: F401  (the tiny pSp fixture and the encode helper)
+from test_encode import SIZE, checkpoint, net, run  # noqa: F401  (the tiny pSp fixtures and the encode helper)
 
 from render2style.inference.smoothing import CodeSmoother, SmoothSpec, parse_smooth
 from render2style.inference.video import FlickerMeter, VideoWriter
@@ -186,3 +186,31 @@ def test_an_interrupted_video_leaves_no_partial_file(tmp_path):
         writer.write(moving_frames(3), [0.0, 0.1, 0.2])
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
 
+
+
+# --- the benchmark's lag estimate ---------------------------------------------------------------------
+def test_lag_estimator_finds_known_delays():
+    from render2style.scripts.benchmark_video import lag_frames
+    t = np.arange(80, dtype=np.float64)
+    ref = np.sin(2 * np.pi * t / 40)
+    assert lag_frames(ref, np.sin(2 * np.pi * (t - 3) / 40)) == pytest.approx(3, abs=0.02)
+    assert lag_frames(ref, np.sin(2 * np.pi * (t - 2.5) / 40)) == pytest.approx(2.5, abs=0.05)   # sub-frame
+    assert lag_frames(ref, np.sin(2 * np.pi * (t + 2) / 40)) == pytest.approx(-2, abs=0.02)      # ahead
+    # an EMA of weight a on a slow motion lags by about (1 - a) / a frames
+    slow = np.sin(2 * np.pi * t / 80)
+    ema = CodeSmoother(parse_smooth("ema:0.5"))(torch.from_numpy(slow)[:, None], list(t))[:, 0].numpy()
+    assert lag_frames(slow, ema) == pytest.approx(1.0, abs=0.1)
+
+
+def test_benchmark_reports_flicker_and_lag_per_setting(checkpoint, tmp_path):  # noqa: F811
+    from render2style.scripts import benchmark_video
+    md = tmp_path / "bench.md"
+    assert benchmark_video.main(["--checkpoint", str(checkpoint), "--frames", "12", "--size", "64", "--smooth",
+                                 "ema:0.3", "--work_dir", str(tmp_path / "work"), "--markdown", str(md)]) == 0
+    rows = [line.split("|")[1:-1] for line in md.read_text().splitlines() if line.startswith("| ")][1:]
+    assert [r[0].strip() for r in rows] == ["none", "ema:0.3"]
+    none, ema = ([float(v) if v.strip() != "—" else None for v in r[1:]] for r in rows)
+    assert none[1] == 1.0 and none[2] == 0.0 and none[5] == 0.0        # the reference against itself
+    tool = json.loads((tmp_path / "work" / "encoded" / "summary.json").read_text())["video"]["flicker"]["flicker"]
+    assert none[0] == pytest.approx(tool, abs=6e-4)                     # the table's "none" is the tool's figure
+    assert ema[0] < none[0] and ema[2] > 0.5 and ema[4] == pytest.approx(7 / 3, abs=0.01)
