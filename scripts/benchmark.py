@@ -21,6 +21,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -60,11 +61,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lpips_weights", default=None,
                    help="VGG-16 LPIPS backbone for the teacher; absent: the teacher's demo option "
                         "(no perceptual terms)")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="also time an older source tree against this one (DIR holds its render2style package, "
+                        "e.g. from `git archive`): interleaved A/B calls on the same weights, CPU; outputs compared")
+    p.add_argument("--ab_batches", default="1,8", help="with --baseline: comma-separated batch sizes")
+    p.add_argument("--ab_rounds", type=int, default=5, help="with --baseline: A/B pairs per batch size")
     p.add_argument("--json", default=None, help="write the results as JSON here")
     p.add_argument("--markdown", default=None, help="append a results section to this Markdown file")
     args = p.parse_args(argv)
-    if args.iters < 1 or args.warmup < 0:
-        p.error("--iters must be >= 1 and --warmup >= 0")
+    if args.iters < 1 or args.warmup < 0 or args.ab_rounds < 1:
+        p.error("--iters and --ab_rounds must be >= 1 and --warmup >= 0")
+    if args.baseline and not (Path(args.baseline) / "render2style" / "__init__.py").is_file():
+        p.error(f"--baseline {args.baseline}: expected a folder holding a render2style package "
+                f"({Path(args.baseline) / 'render2style' / '__init__.py'} not found)")
     return args
 
 
@@ -177,6 +186,91 @@ def bench_teacher(device: torch.device, n: int, lpips_weights: str | None) -> di
     return out
 
 
+class TreeWorker:
+    """``scripts/benchmark_worker.py`` in a child process, measuring the pSp model of one source tree."""
+
+    def __init__(self, tree: str | os.PathLike | None, config: str, dtype: str, threads: int | None, state: Path):
+        """``tree`` None: the render2style this process imports."""
+        cmd = [sys.executable, str(Path(__file__).with_name("benchmark_worker.py")), "--config", config,
+               "--dtype", dtype, "--state", str(state)] + (["--threads", str(threads)] if threads else []) + (
+            ["--tree", str(tree)] if tree else [])
+        self.tree = tree or "this tree"
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._reply("ready")
+
+    def _reply(self, expect: str | None = None) -> str:
+        for line in self.proc.stdout:
+            if expect is None or line.strip() == expect:
+                return line.strip()
+        raise RuntimeError(f"benchmark worker for {self.tree} ended (exit status {self.proc.wait()}); see its "
+                           "messages above")
+
+    def run(self, batch: int, save: Path | None = None) -> float:
+        """Seconds of one timed call on ``batch`` images (their images saved to ``save`` when given)."""
+        self.proc.stdin.write(f"save {batch} {save}\n" if save else f"run {batch}\n")
+        self.proc.stdin.flush()
+        return float(self._reply())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+        self.proc.wait()
+
+
+def compare_trees(baseline: str, config: str, dtype: str, batches: Sequence[int], rounds: int,
+                  threads: int | None) -> list[dict]:
+    """This tree (A) against ``baseline`` (B) on the same random weights: per batch size, ``rounds`` pairs of
+    calls in alternating order (A B, B A, ...) after one untimed call each; speedup = median of the per-pair
+    ratios B / A; the two trees' images of the first call compared (relative L2, max |Δ|)."""
+    import tempfile
+
+    import torch
+    with tempfile.TemporaryDirectory(prefix="r2s-ab-") as tmp:
+        state = Path(tmp) / "state.pt"
+        workers = {"this": TreeWorker(None, config, dtype, threads, state)}   # writes the weights
+        workers["baseline"] = TreeWorker(baseline, config, dtype, threads, state)  # loads them
+        rows = []
+        try:
+            for batch in batches:
+                for name, w in workers.items():
+                    w.run(batch, save=Path(tmp) / f"{name}.pt")
+                a, b = (torch.load(Path(tmp) / f"{n}.pt", weights_only=True) for n in ("this", "baseline"))
+                times = {"this": [], "baseline": []}
+                for r in range(rounds):
+                    for name in (("this", "baseline") if r % 2 == 0 else ("baseline", "this")):
+                        times[name].append(workers[name].run(batch))
+                ratios = [tb / ta for ta, tb in zip(times["this"], times["baseline"])]
+                rows.append({"config": config, "dtype": dtype, "batch": batch, "baseline": str(baseline),
+                             "this_s_img_median": statistics.median(times["this"]) / batch,
+                             "baseline_s_img_median": statistics.median(times["baseline"]) / batch,
+                             "speedup_median": statistics.median(ratios), "speedup_min": min(ratios),
+                             "speedup_max": max(ratios), "pairs": rounds,
+                             "rel_l2": float((a - b).norm() / b.norm()), "max_abs_diff": float((a - b).abs().max())})
+                r = rows[-1]
+                log.info("A/B %s %s batch %d: %.3f s/img vs baseline %.3f s/img: %.2fx (pairs %.2f-%.2f), "
+                         "outputs rel. L2 %.1e", config, dtype, batch, r["this_s_img_median"],
+                         r["baseline_s_img_median"], r["speedup_median"], r["speedup_min"], r["speedup_max"],
+                         r["rel_l2"])
+        finally:
+            for w in workers.values():
+                w.close()
+    return rows
+
+
+def ab_markdown(rows: Sequence[dict]) -> str:
+    lines = [f"A/B against the tree in `{rows[0]['baseline']}` (same random weights; {rows[0]['pairs']} interleaved "
+             "pairs per row; medians; speedup = median of the per-pair ratios baseline / this, with its range):", "",
+             "| config | precision | batch | this tree (s/img) | baseline (s/img) | speedup [range] | "
+             "outputs rel. L2 / max abs. diff |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['dtype']} | {r['batch']} | {r['this_s_img_median']:.3f} | "
+                     f"{r['baseline_s_img_median']:.3f} | **{r['speedup_median']:.2f}×** "
+                     f"[{r['speedup_min']:.2f}–{r['speedup_max']:.2f}] | {r['rel_l2']:.1e} / {r['max_abs_diff']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
 def device_description(device: torch.device) -> str:
     import torch
     if device.type == "cuda":
@@ -250,6 +344,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_start = load_average()
     warn_if_busy(device)
     batch = args.batch_size or (64 if device.type == "cuda" else 4)
+    if args.baseline:
+        ab_rows = [row for config in args.configs.split(",") for dtype in args.dtypes.split(",")
+                   for row in compare_trees(args.baseline, config, dtype, [int(b) for b in args.ab_batches.split(",")],
+                                            args.ab_rounds, args.threads)]
+        text = f"### {datetime.datetime.now():%Y-%m-%d %H:%M} — {device_description(torch.device('cpu'))}\n\n" + \
+            f"load average at start {load_start}, at end {load_average()}. " + ab_markdown(ab_rows)
+        if args.json:
+            atomic_write_json({"ab": ab_rows}, args.json)
+        print(text)
+        if args.markdown:
+            append_markdown(args.markdown, text)
+        return 0
     rows = []
     for config in args.configs.split(","):
         net = random_psp(config, device)

@@ -103,7 +103,7 @@ def _ref_linear(x, w, b, lr_mul, act):
 def _ref_fir(x, kernel, pad, up=1):
     """Zero-insertion up-sampling then per-channel FIR filtering, written channel by channel."""
     if up > 1:
-        z = torch.zeros(x.shape[0], x.shape[1] * up, x.shape[2] * up)
+        z = x.new_zeros(x.shape[0], x.shape[1] * up, x.shape[2] * up)
         z[:, ::up, ::up] = x
         x = z
     x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
@@ -244,8 +244,76 @@ def test_modulation_path_is_chosen_by_batch_and_gradients(monkeypatch):
                             real(self, x, s))
     G = Generator(32, **TINY)
     w = torch.randn(2, G.n_latent, 32)
-    for batch, frozen, expected in ((2, False, "_activations"), (1, False, "_fused"), (1, True, "_activations")):
+    for batch, frozen, grad, expected in ((2, False, True, "_activations"), (1, False, True, "_fused"),
+                                          (1, True, True, "_activations"), (1, True, False, "_fused"),
+                                          (2, True, False, "_activations")):
         used.clear()
         G.requires_grad_(not frozen)
-        G.synthesis(w[:batch])
-        assert set(used) == {expected}, (batch, frozen, used)
+        with torch.set_grad_enabled(grad):
+            G.synthesis(w[:batch])
+        assert set(used) == {expected}, (batch, frozen, grad, used)
+
+
+# --- fast paths against the reference computations ----------------------------------------------
+@pytest.mark.parametrize("k,up,pad", [(4, 2, (2, 1)), (4, 2, (1, 2)), (4, 2, (-1, 0)), (3, 2, (1, 1)), (6, 3, (3, 2)),
+                                      (2, 4, (3, 2)), (5, 2, (1, 3))])
+def test_polyphase_upsampling_equals_zero_insertion(k, up, pad):
+    """The polyphase up-sampler against zero insertion + dense filtering written channel by channel
+    (random non-separable kernels, odd pads and crops, kernels shorter and longer than the factor)."""
+    from render2style.stylegan2.ops import polyphase_plan, upfirdn2d
+    torch.manual_seed(k * 10 + up)
+    x, kernel = torch.randn(3, 7, 7, dtype=torch.float64), torch.rand(k, k, dtype=torch.float64)
+    ref = _ref_fir(x, kernel, pad, up)
+    assert ref.shape[-1] % up == 0          # the polyphase path's domain
+    out = upfirdn2d(x[None], kernel, up=up, pad=pad)[0]
+    assert out.shape == ref.shape
+    assert ((out - ref).norm() / ref.norm()).item() < 1e-12
+    if (k, up) == (4, 2):        # StyleGAN2's [1,3,3,1] up-sampler: 2x2 taps per output phase, no zeros
+        assert polyphase_plan(k, up, pad[0])[2] == 2
+
+
+def test_fused_leaky_relu_equals_the_plain_formula_and_its_gradient():
+    from render2style.stylegan2.ops import fused_leaky_relu
+    torch.manual_seed(3)
+    x, b = torch.randn(2, 5, 4, 4, requires_grad=True), torch.randn(5, requires_grad=True)
+    out = fused_leaky_relu(x, b)
+    ref = F.leaky_relu(x + b[None, :, None, None], 0.2) * math.sqrt(2)
+    assert torch.allclose(out, ref, rtol=1e-6, atol=1e-6)
+    g = torch.randn_like(ref)
+    assert all(torch.allclose(u, v, rtol=1e-6, atol=1e-6) for u, v in zip(torch.autograd.grad(out, (x, b), g),
+                                                                         torch.autograd.grad(ref, (x, b), g)))
+    assert torch.allclose(fused_leaky_relu(x, b, scale=-1.0), -F.leaky_relu(x + b[None, :, None, None], 0.2))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_channels_last_synthesis_equals_nchw_with_gradients(batch):
+    """The channels_last generator against the NCHW one: images and latent gradients within rel. L2 1e-5,
+    and the images come back in the default memory format."""
+    torch.manual_seed(4)
+    G = Generator(32, **TINY)
+    _randomize_state(G)
+    G.requires_grad_(False)
+    w = torch.randn(batch, G.n_latent, 32, requires_grad=True)
+    results = {}
+    for channels_last in (False, True):
+        G.channels_last = channels_last
+        img = G.synthesis(w)
+        results[channels_last] = img, torch.autograd.grad(img.square().sum(), w)[0]
+    (a, ga), (b, gb) = results[False], results[True]
+    assert b.is_contiguous()
+    assert ((a - b).norm() / a.norm()).item() < 1e-5 and ((ga - gb).norm() / ga.norm()).item() < 1e-5
+
+
+def test_fast_paths_match_the_reference_synthesis_without_gradients():
+    """Inference as the encode path runs it (no autograd, batch 1 and 2, channels_last, polyphase skip
+    up-sampling): the per-sample reference computation from the state dict, rel. L2 < 1e-5."""
+    torch.manual_seed(5)
+    G = Generator(64, **TINY)
+    _randomize_state(G)
+    sd = {k: v.clone() for k, v in G.state_dict().items()}
+    w = torch.randn(2, G.n_latent, 32)
+    ref = _ref_synthesis(sd, w, G.num_layers)
+    with torch.inference_mode():
+        for batch in (1, 2):
+            img = G.synthesis(w[:batch])
+            assert ((img - ref[:batch]).norm() / ref[:batch].norm()).item() < 1e-5, batch
