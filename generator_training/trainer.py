@@ -160,15 +160,17 @@ class GeneratorTrainer:
             if "g_ema" not in start:
                 raise ValueError(f"{o.ckpt}: no 'g_ema' entry (keys {sorted(start)[:8]}); expected a rosinality "
                                  "StyleGAN2 checkpoint")
-            g_cfg = {**infer_config(start["g_ema"], o.ckpt), "lr_mlp": o.lr_mlp}
+            g_cfg = infer_config(start["g_ema"], o.ckpt)
             if "d" in start:
                 d_cfg = infer_discriminator_config(start["d"], o.ckpt)
             else:
                 d_cfg = dict(size=g_cfg["size"], channel_multiplier=g_cfg["channel_multiplier"],
                              channel_max=g_cfg["channel_max"])
         else:
+            # the mapping's lr multiplier stays config-f's 0.01: it is part of the forward pass (weights are stored
+            # divided by it) and every loader assumes it
             g_cfg = dict(size=o.size, style_dim=o.style_dim, n_mlp=o.n_mlp, channel_multiplier=o.channel_multiplier,
-                         lr_mlp=o.lr_mlp, channel_max=o.channel_max)
+                         channel_max=o.channel_max)
             d_cfg = dict(size=o.size, channel_multiplier=o.channel_multiplier, channel_max=o.channel_max)
         if o.size is not None and o.size != g_cfg["size"]:
             raise ValueError(f"--size {o.size}, but the checkpoint's generator is {g_cfg['size']}² "
@@ -379,12 +381,13 @@ class GeneratorTrainer:
                     self._end_tick(self.cur_nimg - tick_nimg, time.perf_counter() - tick_time)
                     tick_nimg, tick_time = self.cur_nimg, time.perf_counter()
                 if self.cur_nimg >= next_snapshot or self.done:
+                    snapshot_start = time.perf_counter()
                     self._flush()
                     self.save()
                     if self.env.is_main:
                         self._save_samples()
                     next_snapshot = self._next_multiple(o.snapshot_kimg)
-                    tick_time = time.perf_counter()  # the snapshot's time is not training time
+                    tick_time += time.perf_counter() - snapshot_start  # img/s counts training time only
                 if self.done:
                     break
         if self.writer is not None:

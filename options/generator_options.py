@@ -107,8 +107,6 @@ class GeneratorTrainOptions:
         g.add_argument("--channel_multiplier", type=float_at_least(0, strict=True), default=2,
                        help="2 = config-f (512 feature maps at 64²), 1 = half from 64² up")
         g.add_argument("--channel_max", type=int_at_least(1), default=512, help="cap on feature maps per layer")
-        g.add_argument("--lr_mlp", type=float_at_least(0, strict=True), default=0.01,
-                       help="learning-rate multiplier of the mapping network")
         g.add_argument("--mbstd_group", type=int_at_least(1), default=4, help="minibatch-stddev group size of D")
 
         g = p.add_argument_group("optimization")

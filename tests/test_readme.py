@@ -31,6 +31,9 @@ TINY_TEACHER = ["--limit", "1", "--device", "cpu", "--seeds", "1", "--steps", "2
                 "--set", "interp_alphas=0.9"]
 TINY_TRAIN = ["--max_steps", "2", "--batch_size", "2", "--test_batch_size", "2", "--val_interval", "2",
               "--save_interval", "2", "--board_interval", "1", "--image_interval", "100"]
+# A 16² generator for 2 iterations of batch 2, appended to the README's generator training command.
+TINY_GAN = ["--size", "16", "--channel_max", "16", "--style_dim", "16", "--n_mlp", "2", "--batch", "2",
+            "--kimg", "0.004", "--workers", "0", "--n_samples", "2"]
 
 # (pattern matched at the start of the command, mode, argument): run -> options appended; help -> None;
 # error -> text the one error line must contain; skip -> the reason.
@@ -60,6 +63,8 @@ PLAN = [
     (r"r2s-evaluate ", "run", []),
     (r"r2s-benchmark", "help", None),
     (r"r2s-convert-weights ffhq\.pkl", "error", "ffhq.pkl"),
+    (r"r2s-train-generator --data photos/", "run", TINY_GAN),
+    (r"r2s-train-generator --preset wang --ckpt stylegan2-ffhq-config-f\.pt", "error", "stylegan2-ffhq-config-f.pt"),
 ]
 
 
