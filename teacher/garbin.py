@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import torch
 
-from render2style.teacher.common import StepTimer, seed_generators
+from render2style.teacher.common import StepTimer, seed_generators, synthesize
 from render2style.teacher.config import TeacherConfig
 from render2style.teacher.csanns import csanns_step
 from render2style.teacher.losses import TeacherLoss
@@ -15,18 +15,26 @@ from render2style.teacher.select import interpolation_candidates
 
 
 def garbin_proposals(G, loss: TeacherLoss, cfg: TeacherConfig, seed: int, key: Sequence[int], timer: StepTimer,
-                     device: torch.device) -> tuple[torch.Tensor, list[dict], dict]:
+                     device: torch.device, step1_extra: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, list[dict], dict]:
     """Steps 1-3 for ``cfg.n_seeds`` seeds of the render ``key``: every proposal as W+ ``[M, L, D]``, one
-    dict per proposal (``step``, ``seed``) and CS-ANNS statistics (device tensors)."""
+    dict per proposal (``step``, ``seed``) and CS-ANNS statistics (device tensors). ``step1_extra`` (W+
+    ``[1, L, D]``, the flywheel's E(x)) is one more step-1 candidate: it replaces a seed's best sample
+    when its eq. 1 loss is lower."""
     codes, rows = [], []
     stats = {"csanns_max_proposal_weight": [], "csanns_max_abs_beta": [], "csanns_improvements": []}
     settings = ProjectorSettings.garbin(cfg)
     no_landmarks = lambda x: loss(x)["total"]  # noqa: E731  (eq. 1 with λ_landm = 0)
+    if step1_extra is not None:
+        with torch.no_grad():
+            extra_loss = no_landmarks(synthesize(G, step1_extra, cfg.amp))
     for start in range(0, cfg.n_seeds, cfg.seed_batch):
         n = min(cfg.seed_batch, cfg.n_seeds - start)
         gens = seed_generators(seed, n, offset=start, key=key, device=device)
         with timer("sampling"):
-            w_s, _ = sampling_step(G, loss, cfg, gens)
+            w_s, loss_s = sampling_step(G, loss, cfg, gens)
+            if step1_extra is not None:
+                w_s = torch.where((extra_loss < loss_s)[:, None, None], step1_extra.expand_as(w_s), w_s)
         with timer("csanns"):
             w_n, _, cs = csanns_step(G, loss, cfg, w_s, gens)
         with timer("projector"):

@@ -1,0 +1,118 @@
+"""The encoder-initialised teacher on closed-loop renders (the answer w_true known): an encoder whose weights
+are zero outputs exactly its latent_avg, so E(x) is set to w_true or to a perturbed w_true at will."""
+import pytest
+import torch
+
+from render2style.encoders.psp import pSp
+from render2style.stylegan2 import Generator
+from render2style.teacher import TeacherConfig, TeacherInput, resolve_priors, run_teacher
+from render2style.teacher.encoder_init import EncoderInit, run_encoder_init_teacher
+
+
+@pytest.fixture(scope="module")
+def G():
+    torch.manual_seed(0)
+    return Generator(size=32, style_dim=512, n_mlp=2, channel_max=32).eval()
+
+
+@pytest.fixture(scope="module")
+def net(G, tmp_path_factory):
+    path = tmp_path_factory.mktemp("g") / "g.pt"
+    torch.save({"g_ema": G.state_dict()}, path)
+    model = pSp({"stylegan_weights": str(path), "ir_se50_weights": "none", "resolution": 32, "input_nc": 4,
+                 "output_size": 32, "latent_avg_samples": 64}).eval().requires_grad_(False)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.zero_()
+    return model
+
+
+@pytest.fixture(scope="module")
+def case(G):
+    with torch.no_grad():
+        w = G.style(torch.randn(1, 512, generator=torch.Generator().manual_seed(3)))
+        w_true = w[:, None].expand(-1, G.n_latent, -1).contiguous()
+        image = G.synthesis(w_true).clamp(-1, 1)
+    yy, xx = torch.meshgrid(torch.arange(32) + 0.5, torch.arange(32) + 0.5, indexing="ij")
+    mask = ((((xx - 16) / 10) ** 2 + ((yy - 17) / 12) ** 2) <= 1).float()[None, None]
+    return TeacherInput(image, mask), w_true
+
+
+@pytest.fixture(scope="module")
+def cfg(G):
+    return resolve_priors(G, TeacherConfig.demo(loss_size=32, select_size=32, n_samples=16, csanns_outer=3,
+                                                csanns_proposals=16, csanns_inner=4, proj_steps=40, n_seeds=2,
+                                                seed_batch=2, prior_samples=400, n_centroids=3, n_control=4,
+                                                chunk=16, lambda_landm=0.0))
+
+
+@pytest.fixture(scope="module")
+def plain(G, case, cfg):
+    """The full teacher (steps 1-4 from the prior) on the same render and seeds."""
+    return run_teacher("garbin", G, case[0], cfg, perceptual=False, seed=0)
+
+
+def with_code(net, w):
+    net.latent_avg.copy_(w[0])
+    return net
+
+
+def test_exact_code_is_kept(G, net, case, cfg):
+    inp, w_true = case
+    res = run_encoder_init_teacher(G, EncoderInit(with_code(net, w_true), proj_steps=0), inp, cfg, False)
+    assert res.metrics["selected_step"] == "encoder"
+    assert torch.allclose(res.w_plus, w_true[0], atol=1e-6)
+    assert res.metrics["loss_total"] == pytest.approx(res.metrics["loss_encoder"], rel=1e-4)
+
+
+def test_replace_refines_a_perturbed_code(G, net, case, cfg):
+    inp, w_true = case
+    g = torch.Generator().manual_seed(1)
+    start = w_true + 0.6 * cfg.w_std * torch.randn(w_true.shape, generator=g)
+    res = run_encoder_init_teacher(G, EncoderInit(with_code(net, start), proj_steps=40), inp, cfg, False)
+    m = res.metrics
+    assert m["loss_projector"][0] < 0.7 * m["loss_encoder"]  # the projector's gain from E(x)
+    assert (res.w_plus - w_true[0]).norm() < (start[0] - w_true[0]).norm()  # closer to the answer
+    assert "sampling" not in m["seconds"] and "csanns" not in m["seconds"]  # steps 1-2 skipped
+    assert m["selected_step"] != "encoder"
+
+
+def test_candidate_mode_continues_from_a_better_encoder_code(G, net, case, cfg, plain):
+    inp, w_true = case
+    res = run_encoder_init_teacher(G, EncoderInit(with_code(net, w_true), mode="candidate"), inp, cfg, False)
+    sampled = [c for c in res.candidates if c["step"] == "sampling"]
+    assert len(sampled) == cfg.n_seeds
+    assert all(torch.equal(c["w_plus"], w_true[0]) for c in sampled)  # E(x) won step 1 on every seed
+    assert res.metrics["loss_sampling"][0] < min(plain.metrics["loss_sampling"])
+    assert res.metrics["loss_total"] <= plain.metrics["loss_total"]
+
+
+def test_candidate_mode_keeps_a_better_sample(G, net, case, cfg, plain):
+    """E(x) far off (w̄ + 3 w_std): step 1's own samples win, the run equals the plain teacher's."""
+    inp, _ = case
+    far = cfg.w_avg.reshape(1, 1, -1).expand(1, G.n_latent, -1) + 3 * cfg.w_std
+    res = run_encoder_init_teacher(G, EncoderInit(with_code(net, far), mode="candidate"), inp, cfg, False)
+    assert res.metrics["loss_sampling"] == pytest.approx(plain.metrics["loss_sampling"])
+
+
+def test_an_encoder_for_another_generator_is_refused(net, case, cfg):
+    other = Generator(size=64, style_dim=512, n_mlp=2, channel_max=32)
+    with pytest.raises(ValueError, match=r"enc.pt: its codes are W\+ \[8, 512\].*\[10, 512\]"):
+        run_encoder_init_teacher(other, EncoderInit(net, name="enc.pt"), case[0], cfg, False)
+    with pytest.raises(ValueError, match="init mode"):
+        EncoderInit(net, mode="sometimes")
+
+
+def test_flywheel_table_pairs_renders():
+    """Medians per teacher; speed-up = median full seconds / median seconds; eq. 1 ratio per render."""
+    from render2style.scripts.flywheel import markdown_table
+    rows = []
+    for rid, (lf, sf, li, si) in {"a": (1.0, 10.0, 0.5, 1.0), "b": (2.0, 30.0, 3.0, 2.0),
+                                  "c": (4.0, 20.0, 4.0, 4.0)}.items():
+        rows += [{"render": rid, "teacher": "full", "loss": lf, "ssim": 0.5, "landm_err": None, "seconds": sf},
+                 {"render": rid, "teacher": "encoder_init", "loss": li, "ssim": 0.6, "landm_err": 1.0,
+                  "seconds": si}]
+    table = markdown_table(rows, "T")
+    line = next(r for r in table.splitlines() if r.startswith("| encoder-initialised"))
+    # losses 0.5, 3, 4 -> median 3; seconds 1, 2, 4 -> 2; full seconds median 20 -> 10x; ratios .5, 1.5, 1 -> 1
+    assert line == "| encoder-initialised teacher | 3 | 0.6 | 1 (3/3) | 2 | 10× | 1 | 2/3 |"
