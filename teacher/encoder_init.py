@@ -24,12 +24,11 @@ from render2style.teacher.common import StepTimer, seed_generators, stream_key, 
 from render2style.teacher.config import TeacherConfig, TeacherInput, TeacherResult
 from render2style.teacher.garbin import garbin_proposals
 from render2style.teacher.losses import resolve_perceptual
+from render2style.teacher.methods import INIT_MODES
 from render2style.teacher.priors import resolve_priors
 from render2style.teacher.projector import ProjectorSettings, project
 from render2style.teacher.run import _host, _warn_no_perceptual, build_problem, frozen
 from render2style.teacher.select import interpolation_candidates, score_candidates, select_best
-
-INIT_MODES = ("replace", "candidate")
 
 
 @dataclass

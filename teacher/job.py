@@ -31,6 +31,7 @@ from render2style.datasets.renders import check_render
 from render2style.datasets.screening import screen_renders
 from render2style.teacher import TeacherConfig, TeacherInput, run_teacher
 from render2style.teacher.dual import run_dual_teacher
+from render2style.teacher.encoder_init import run_encoder_init_teacher
 from render2style.teacher.priors import resolve_priors
 from render2style.utils.claims import claim
 from render2style.utils.io import (
@@ -286,7 +287,8 @@ def _units(source, shard: tuple[int, int], flip: bool, limit: int | None) -> lis
 
 
 def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perceptual, shard: tuple[int, int],
-            device, search_generator=None) -> tuple[np.ndarray, Image.Image, dict[str, Any], list[np.ndarray] | None]:
+            device, search_generator=None, encoder_init=None
+            ) -> tuple[np.ndarray, Image.Image, dict[str, Any], list[np.ndarray] | None]:
     """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row, fitted noise maps
     or None)."""
     t0 = time.perf_counter()
@@ -294,6 +296,8 @@ def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perce
     if config["method"] == "dual":
         result = run_dual_teacher(search_generator, G, teacher_input(render, device), cfg, perceptual,
                                   search=config["dual_search"], **stream)
+    elif encoder_init is not None:  # the flywheel: the teacher started from E(x)
+        result = run_encoder_init_teacher(G, encoder_init, teacher_input(render, device), cfg, perceptual, **stream)
     else:
         result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, **stream)
     w_plus = result.w_plus.detach().float().cpu().numpy()
@@ -316,7 +320,8 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
                      shard: tuple[int, int] | None = None, flip: bool = False, progress: bool = True,
                      seed: int = 0, generator_name: str = "demo", device: str | torch.device = "cpu",
                      skip_corrupt: bool = False, limit: int | None = None,
-                     extra_config: dict[str, Any] | None = None, search_generator=None) -> dict[str, Any]:
+                     extra_config: dict[str, Any] | None = None, search_generator=None,
+                     encoder_init=None) -> dict[str, Any]:
     """Run the teacher on every unfinished render of this shard and write the target folder.
 
     ``source``: indexable renders with ``.ids`` (``render2style.datasets.build_render_source``).
@@ -325,10 +330,13 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
     ``generator_name``: ``"demo"`` or the weights file, recorded. ``limit``: only the first ``limit``
     sorted ids. ``extra_config``: more fields for ``run.json``; for ``method="dual"`` it names
     ``render_generator`` and ``dual_search``, and ``search_generator`` is G_rendering (``G``: G_real, whose
-    images are the targets). Returns counts and timing.
+    images are the targets). ``encoder_init``: a ``teacher.encoder_init.EncoderInit`` (method "garbin"):
+    every target starts from the encoder's E(x). Returns counts and timing.
     """
     if (method == "dual") != (search_generator is not None):
         raise ValueError("method 'dual' needs search_generator (G_rendering), and only it takes one")
+    if encoder_init is not None and method != "garbin":
+        raise ValueError(f"encoder_init starts Garbin et al.'s teacher; method {method!r} takes none")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shard = resolve_shard(shard)
@@ -367,7 +375,7 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
                 check_render(cached)
             render = flip_render(cached) if flipped else cached
             write_target(out, item_id, *_target(G, render, cached, cfg, config, perceptual, shard, device,
-                                                search_generator))
+                                                search_generator, encoder_init))
         stats["done"] += 1
     stats.update(skipped_corrupt=len(corrupt), seconds=round(time.perf_counter() - t_job, 3))
     rebuild_metadata(out)

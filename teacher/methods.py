@@ -7,3 +7,6 @@ METHODS = ("garbin", "image2stylegan", "projector")
 TARGET_METHODS = (*METHODS, "dual")
 #: How the dual teacher searches G_rendering: Wang et al.'s projection, or Garbin et al.'s steps 1-4.
 DUAL_SEARCHES = ("projector", "garbin")
+#: How the flywheel's encoder code E(x) starts the teacher (``teacher.encoder_init``): in place of steps 1-2,
+#: or as one more step-1 candidate.
+INIT_MODES = ("replace", "candidate")

@@ -116,3 +116,28 @@ def test_flywheel_table_pairs_renders():
     line = next(r for r in table.splitlines() if r.startswith("| encoder-initialised"))
     # losses 0.5, 3, 4 -> median 3; seconds 1, 2, 4 -> 2; full seconds median 20 -> 10x; ratios .5, 1.5, 1 -> 1
     assert line == "| encoder-initialised teacher | 3 | 0.6 | 1 (3/3) | 2 | 10× | 1 | 2/3 |"
+
+
+def test_generate_targets_with_an_init_encoder(tmp_path):
+    """r2s-generate-targets --init_encoder: every target starts from E(x); run.json records the encoder, the
+    metadata rows the mode and E(x)'s loss."""
+    import csv
+    import json
+
+    from render2style.scripts import generate_targets
+    torch.manual_seed(0)
+    enc = pSp({"stylegan_weights": "demo", "ir_se50_weights": "none", "resolution": 32,
+               "latent_avg_samples": 64}).eval()
+    torch.save(enc.checkpoint_dict(), tmp_path / "enc.pt")
+    out = tmp_path / "targets"
+    generate_targets.main(["--out", str(out), "--no_perceptual", "--limit", "1", "--device", "cpu", "--no_progress",
+                           "--init_encoder", str(tmp_path / "enc.pt"), "--init_steps", "3",
+                           "--set", "lambda_landm=0", "--set", "prior_samples=200", "--set", "n_centroids=2",
+                           "--set", "n_control=2", "--set", "interp_layers=1", "--set", "interp_alphas=0.9"])
+    run = json.loads((out / "run.json").read_text())
+    assert (run["init_encoder"], run["init_mode"], run["init_steps"]) == (str(tmp_path / "enc.pt"), "replace", 3)
+    assert run["weights"]["init_encoder"]["path"] == str(tmp_path / "enc.pt")
+    rows = list(csv.DictReader(open(out / "metadata.csv")))
+    assert len(rows) == 1 and rows[0]["init_mode"] == "replace" and float(rows[0]["loss_encoder"]) > 0
+    with pytest.raises(SystemExit):
+        generate_targets.main(["--out", str(out), "--method", "projector", "--init_encoder", "enc.pt"])
