@@ -57,15 +57,15 @@ def _where(mask: torch.Tensor, value: torch.Tensor, default: float) -> torch.Ten
 
 
 class AdaAugment(nn.Module):
-    """StyleGAN2-ADA's ``bgc`` augmentation with probability ``p`` (a buffer, so it travels with ``.to`` and
-    the state dict). ``forward(images [B, C, H, W] in [-1, 1]) -> images`` of the same shape."""
+    """StyleGAN2-ADA's ``bgc`` augmentation with probability ``p`` (a Python float: reading it needs no device
+    sync; ``AdaController`` sets it). ``forward(images [B, C, H, W] in [-1, 1]) -> images`` of the same shape."""
 
     def __init__(self, p: float = 0.0):
         super().__init__()
-        self.register_buffer("p", torch.tensor(float(p)))
+        self.p = float(p)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        p = float(self.p)
+        p = self.p
         if p <= 0:
             return images
         images = self._geometric(images, p)
@@ -99,9 +99,7 @@ class AdaAugment(nn.Module):
         t = torch.randn(b, 2, device=dev) * 0.125
         t = torch.where(self._draw(b, p, dev)[:, None], t, torch.zeros_like(t))
         m = m @ _translate2d(t[:, 0] * w, t[:, 1] * h)
-        changed = (m - _eye(3, b, dev)).abs().flatten(1).amax(1) > 1e-6
-        if not bool(changed.any()):
-            return x
+        changed = (m - _eye(3, b, dev)).abs().flatten(1).amax(1) > 1e-6   # the others pass through exactly
         # pixel coordinates centred on the image -> grid_sample's normalised [-1, 1] coordinates
         to_pix = _scale2d(torch.full((b,), w / 2, device=dev), torch.full((b,), h / 2, device=dev))
         to_norm = _scale2d(torch.full((b,), 2 / w, device=dev), torch.full((b,), 2 / h, device=dev))
@@ -172,24 +170,25 @@ class AdaController:
         self.steps += 1
         if self.steps < self.interval:
             return False
-        totals = torch.stack([torch.as_tensor(self.sign_sum, dtype=torch.float64).reshape(()).to(self.augment.p.device),
-                              torch.tensor(float(self.count), dtype=torch.float64, device=self.augment.p.device)])
+        device = self.sign_sum.device if torch.is_tensor(self.sign_sum) else None
+        totals = torch.stack([torch.as_tensor(self.sign_sum, dtype=torch.float64, device=device).reshape(()),
+                              torch.tensor(float(self.count), dtype=torch.float64, device=device)])
         if reduce is not None:
             totals = reduce(totals)
         sign_sum, count = totals.tolist()
         rt = sign_sum / max(count, 1.0)
         adjust = math.copysign(1.0, rt - self.target) * count / (self.speed_kimg * 1000)
-        self.augment.p.fill_(min(1.0, max(0.0, float(self.augment.p) + adjust)))
+        self.augment.p = min(1.0, max(0.0, self.augment.p + adjust))
         self.last_rt = rt
         self.sign_sum, self.count, self.steps = 0.0, 0, 0
         return True
 
     def state_dict(self) -> dict:
-        return {"p": float(self.augment.p), "sign_sum": float(self.sign_sum), "count": self.count, "steps": self.steps,
+        return {"p": self.augment.p, "sign_sum": float(self.sign_sum), "count": self.count, "steps": self.steps,
                 "last_rt": self.last_rt}
 
     def load_state_dict(self, state: dict) -> None:
-        self.augment.p.fill_(float(state["p"]))
+        self.augment.p = float(state["p"])
         self.sign_sum, self.count, self.steps = float(state["sign_sum"]), int(state["count"]), int(state["steps"])
         self.last_rt = state.get("last_rt")
 

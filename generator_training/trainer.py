@@ -238,6 +238,7 @@ class GeneratorTrainer:
                                                lpips_backbone=o.lpips_backbone,
                                                identity_weights=o.identity_weights, device=self.device)
         self.g_real = g_real
+        self._info("identity consistency (Wang et al.): %s", getattr(given, "metadata", type(given).__name__))
         return given.to(self.device)
 
     def _make_loader(self, dataset: Dataset) -> None:
@@ -295,10 +296,10 @@ class GeneratorTrainer:
         self._average_gradients(params)
         optim.step()
 
-    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One iteration on the reals of this rank; returns its loss terms (device tensors)."""
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor | float]:
+        """One iteration on the reals of this rank; returns its loss terms (device tensors) and ADA's p."""
         o, G, D = self.opts, self.G, self.D
-        logs: dict[str, torch.Tensor] = {}
+        logs: dict[str, torch.Tensor | float] = {}
         # D main
         D.requires_grad_(True)
         with torch.no_grad(), self._autocast():
@@ -311,7 +312,7 @@ class GeneratorTrainer:
         logs.update(d_loss=d_loss.detach(), real_score=real_logits.detach().mean(),
                     fake_score=fake_logits.detach().mean())
         if self.ada is not None:
-            logs["augment_p"] = self.augment.p.detach().clone()
+            logs["augment_p"] = self.augment.p
             self.ada.accumulate(real_logits.detach().sign().sum(), real_logits.shape[0],
                                 reduce=lambda t: sum_over_ranks(t, self.env))
         # D reg: lazy R1
@@ -403,10 +404,12 @@ class GeneratorTrainer:
         if not self._pending:
             return
         first = self.step - len(self._pending) + 1
+        keys = [(i, k) for i, logs in enumerate(self._pending) for k, v in logs.items() if torch.is_tensor(v)]
+        values = torch.stack([self._pending[i][k].float() for i, k in keys]).cpu().tolist() if keys else []
+        host = dict(zip(keys, values))
         for i, logs in enumerate(self._pending):
-            values = torch.stack(list(logs.values())).cpu().tolist()
-            row = {"step": first + i, **dict(zip(logs, values))}
-            if any(not math.isfinite(v) for v in values):
+            row = {"step": first + i, **{k: host.get((i, k), v) for k, v in logs.items()}}
+            if any(not math.isfinite(v) for v in row.values()):
                 raise NonFiniteLossError(f"non-finite loss at iteration {row['step']} ({row}); stopped without "
                                          f"saving (last good checkpoint: {self.ckpt_dir / ckpt_io.LATEST}, if any). "
                                          "Try a lower --lr, a larger --r1_gamma, or --amp none")
@@ -489,6 +492,7 @@ class GeneratorTrainer:
                 "ada": self.ada.state_dict() if self.ada is not None else None, "rng": rng_all,
                 "world_size": self.env.world_size, "opts": opts_to_dict(o), "g_config": dict(self.G.config),
                 "d_config": dict(self.D.config), "frozen": self.frozen,
+                "consistency": getattr(self.consistency, "metadata", None),
             },
         }
 

@@ -242,7 +242,7 @@ def test_lazy_regularizers_are_weighted_by_their_interval_and_adam_is_corrected(
     o = options(tmp_path, 1, "--r1_gamma", "0.4", "--r1_every", "5", "--pl_weight", "3", "--pl_every", "7")
     t = Recording(o, dataset=TwoColours())
     t.steps_taken = []
-    logs = {k: v.item() for k, v in t.train_step(torch.stack([TwoColours()[i] for i in range(4)])).items()}
+    logs = {k: float(v) for k, v in t.train_step(torch.stack([TwoColours()[i] for i in range(4)])).items()}
     # iteration 0 runs all four phases: D main, R1, G main, path length
     assert [who for who, _ in t.steps_taken] == ["d", "d", "g", "g"]
     assert t.steps_taken[0][1] == pytest.approx(logs["d_loss"], rel=1e-6)
@@ -356,6 +356,27 @@ def test_consistency_terms_join_the_g_loss_and_keep_g_near_the_starting_generato
         w = t.sample_wplus(t.G, 8).detach()
         drift[weight] = hook.identity_drift(w, t.G).item()
     assert drift[50.0] < 0.5 * drift[0.0], drift
+
+
+class NaNImages(TwoColours):
+    def __getitem__(self, i):
+        return torch.full((3, SIZE, SIZE), float("nan"))
+
+
+def test_a_non_finite_loss_stops_the_run_before_any_checkpoint_is_written(tmp_path):
+    from render2style.training import NonFiniteLossError
+    t = trainer(tmp_path, 4, "--snapshot_kimg", "0.008", dataset=NaNImages())
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at iteration 1"):
+        t.train()
+    assert not (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
+
+
+def test_bf16_autocast_trains_and_keeps_float32_weights(tmp_path):
+    t = trainer(tmp_path, 4, "--amp", "bf16", "--augment", "diffaugment")
+    history = t.train()
+    assert len(history) == 4 and all(math.isfinite(v) for r in history for v in r.values())
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "latest.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in ckpt["g_ema"].values() if v.is_floating_point())
 
 
 # --- options ---------------------------------------------------------------------------------------------
