@@ -214,9 +214,12 @@ class pSp(nn.Module):  # noqa: N801  (pSp's name)
         return latent_avg[:rows].clone()
 
     # --- forward ---------------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Codes for images x [B, input_nc, H, W] in [-1, 1]: W+ [B, n_styles, 512] (W [B, 512] if learn_in_w)."""
-        codes = self.encoder(x)
+    def encode(self, x: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
+        """Codes for images x [B, input_nc, H, W] in [-1, 1]: W+ [B, n_styles, 512] (W [B, 512] if learn_in_w).
+
+        ``encoder``: a module computing what ``self.encoder`` does (e.g. its ``encoders.fold.inference_encoder``).
+        """
+        codes = (encoder or self.encoder)(x)
         if self.opts.start_from_latent_avg:
             codes = codes + self.latent_avg
         return codes

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from render2style.encoders.fold import inference_encoder
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,9 @@ def synchronize(device: torch.device) -> None:
 class _Fallback:
     """Calls a compiled function; if compiling or running it fails, warns once and runs eagerly."""
 
-    def __init__(self, eager: Callable, name: str):
+    def __init__(self, eager: Callable, name: str, mode: str | None = None):
         self.eager, self.name = eager, name
-        self.fn = torch.compile(eager)
+        self.fn = torch.compile(eager, mode=mode)
 
     def __call__(self, *args, **kwargs):
         if self.fn is self.eager:
@@ -56,23 +59,27 @@ class _Fallback:
 
 class InferenceModel:
     """A pSp model ready for inference: ``encode(x)`` -> W+ codes (float32), ``decode(codes)`` -> images
-    (float32, [-1, 1]), under autocast ``dtype`` ("fp32" | "bf16" | "fp16") and optionally compiled."""
+    (float32, [-1, 1]), under autocast ``dtype`` ("fp32" | "bf16" | "fp16") and optionally compiled
+    (``compile_mode``: torch.compile's mode, e.g. "reduce-overhead" for CUDA graphs)."""
 
-    def __init__(self, net: torch.nn.Module, device: torch.device, dtype: str = "fp32", compile: bool = False):
+    def __init__(self, net: torch.nn.Module, device: torch.device, dtype: str = "fp32", compile: bool = False,
+                 compile_mode: str | None = None):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if dtype == "fp16" and device.type == "cpu":
             log.warning("fp16 autocast on the CPU is slow and less accurate than bf16; consider --dtype bf16")
         self.net, self.device, self.dtype = net.eval().to(device), device, dtype
         self.n_latent = net.decoder.n_latent
-        self._encode, self._decode = net.encode, self._synthesize
+        # BatchNorm folded into the convolutions, channels_last (a copy: ``net`` keeps its own encoder)
+        self._encode = functools.partial(net.encode, encoder=inference_encoder(net.encoder))
+        self._decode = self._synthesize
         if compile and device.type == "cpu":
             log.warning("--compile on the CPU: compiling takes minutes before the first batch (126 s for the demo "
                         "encoder on 2 cores; seconds once torch's compile cache holds it) and the compiled model was "
                         "no faster there; --compile is meant for GPUs")
         if compile:
-            self._encode = _Fallback(net.encode, "the encoder")
-            self._decode = _Fallback(self._synthesize, "the generator")
+            self._encode = _Fallback(self._encode, "the encoder", compile_mode)
+            self._decode = _Fallback(self._synthesize, "the generator", compile_mode)
 
     def _synthesize(self, codes: torch.Tensor) -> torch.Tensor:
         return self.net.decoder.synthesis(codes, noise_mode="const")
@@ -85,7 +92,7 @@ class InferenceModel:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, input_nc, S, S] in [-1, 1] -> W+ [B, n_latent, 512] float32."""
         with self._autocast():
-            codes = self._encode(x.to(self.device, non_blocking=True))
+            codes = self._encode(x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last))
         codes = codes.float()
         if codes.ndim == 2:                              # learn_in_w: one W for every layer
             codes = codes.unsqueeze(1).repeat(1, self.n_latent, 1)

@@ -49,7 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "r2s-benchmark --configs full --dtypes bf16 --modes compiled --batch_size 64 --teacher none"])
     p.add_argument("--configs", default="demo", help="comma-separated: demo, full")
     p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16")
-    p.add_argument("--modes", default="eager,compiled", help="comma-separated: eager, compiled")
+    p.add_argument("--modes", default="eager,compiled",
+                   help="comma-separated: eager, compiled, graphed (torch.compile mode reduce-overhead: CUDA graphs)")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--batch_size", type=int, default=None, help="throughput batch (default: 64 GPU, 4 CPU)")
@@ -127,7 +128,8 @@ def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.devi
     import torch
 
     from render2style.inference.engine import InferenceModel
-    model = InferenceModel(net, device, dtype, compile=mode == "compiled")
+    model = InferenceModel(net, device, dtype, compile=mode != "eager",
+                           compile_mode="reduce-overhead" if mode == "graphed" else None)
     rows = []
     for stage, fn in (("encoder", model.encode), ("encoder+generator", model)):
         if device.type == "cuda":
@@ -148,6 +150,9 @@ def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.devi
         log.info("%-5s %-18s %-4s %-8s batch-1 %.1f ms (median %.1f), batch %d: %.2f img/s (median %.2f), "
                  "peak %.0f MiB", config, stage, dtype, mode, r["latency_ms_min"], r["latency_ms_median"], batch,
                  r["throughput_img_s_best"], r["throughput_img_s_median"], r["peak_mem_mb"])
+    check = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    images, _ = model(check)
+    rows[-1]["check_images"] = images.cpu()      # compared with fp32 eager in main (then dropped)
     return rows
 
 
@@ -314,13 +319,15 @@ def to_markdown(result: dict) -> str:
              f"random weights (timing only); {result['iters']} timed iterations after "
              f"{result['warmup']} warm-up; throughput batch {result['batch_size']}.", "",
              "| config | stage | dtype | mode | batch-1 latency (ms) min / median | throughput (img/s) best / median "
-             "| peak memory (MiB) |",
-             "|---|---|---|---|---:|---:|---:|"]
+             "| peak memory (MiB) | images vs fp32 eager (rel. L2) |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
     for r in result["rows"]:
+        diff = r.get("rel_l2_vs_fp32_eager")
+        agreement = "n/a" if diff is None else f"{diff:.1e}"
         lines.append(f"| {r['config']} ({r['input']} → {r['output']}) | {r['stage']} | {r['dtype']} | {r['mode']} | "
                      f"{r['latency_ms_min']:.1f} / {r['latency_ms_median']:.1f} | "
                      f"{r['throughput_img_s_best']:.3g} / {r['throughput_img_s_median']:.3g} | "
-                     f"{r['peak_mem_mb']:.0f} |")
+                     f"{r['peak_mem_mb']:.0f} | {agreement} |")
     t = result.get("teacher")
     if t:
         perceptual = "on" if t["perceptual"] else "off"
@@ -359,13 +366,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for config in args.configs.split(","):
         net = random_psp(config, device)
+        reference = None
         for dtype in args.dtypes.split(","):
             for mode in args.modes.split(","):
                 rows += bench_model(net, config, dtype, mode, device, batch, args.iters, args.warmup,
                                     getattr(net.opts, "resolution", 256))
+                images = rows[-1].pop("check_images")
+                if (dtype, mode) == ("fp32", "eager"):
+                    reference = images
+                rows[-1]["rel_l2_vs_fp32_eager"] = (float((images - reference).norm() / reference.norm())
+                                                    if reference is not None else None)
         del net
     result = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "device": device_description(device),
-              "torch": torch.__version__, "iters": args.iters, "warmup": args.warmup, "batch_size": batch,
+              "torch": torch.__version__ + (f", CUDA {torch.version.cuda}" if device.type == "cuda" else ""),
+              "iters": args.iters, "warmup": args.warmup, "batch_size": batch,
               "rows": rows, "load_start": load_start}
     if args.teacher == "demo":
         result["teacher"] = bench_teacher(device, args.teacher_images, args.lpips_weights)

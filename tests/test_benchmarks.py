@@ -87,10 +87,11 @@ def test_encode_benchmark_rows_are_well_formed(monkeypatch):
         def __init__(self):
             super().__init__()
             self.decoder = demo_generator(0)
-            self.lin = nn.Linear(3, self.decoder.n_latent * 512)
+            self.encoder = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                         nn.Linear(3, self.decoder.n_latent * 512))
 
-        def encode(self, x):
-            return self.lin(x.mean((2, 3))).view(x.shape[0], -1, 512)
+        def encode(self, x, encoder=None):
+            return (encoder or self.encoder)(x).view(x.shape[0], -1, 512)
 
     rows = benchmark.bench_model(Net(), "demo", "fp32", "eager", torch.device("cpu"), batch=2, iters=2, warmup=0)
     assert [r["stage"] for r in rows] == ["encoder", "encoder+generator"]
