@@ -222,6 +222,8 @@ def export_onnx(checkpoint: str, out_dir: str | Path, opset: int = 18, trace_bat
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("onnxscript", "onnx_ir"):  # their optimizer passes log every folded node
+        logging.getLogger(name).setLevel(logging.WARNING)
     record = export_onnx(args.checkpoint, args.out_dir, opset=args.opset, trace_batch=args.trace_batch,
                          check_batch=args.check_batch, atol=args.atol, threads=args.threads,
                          benchmark_runs=args.benchmark)
