@@ -62,6 +62,9 @@ PLAN = [
     (r"r2s-evaluate .*--lpips_weights alexnet-owt-7be5be79\.pth", "error", "alexnet-owt-7be5be79.pth"),
     (r"r2s-evaluate ", "run", []),
     (r"r2s-benchmark", "help", None),
+    (r"r2s-export-onnx ", "help", None),        # minutes of torch.export; tests/test_export_onnx.py runs it
+    (r"r2s-generate-targets --out targets_next .*--init_encoder", "help", None),  # tests/test_encoder_init.py
+    (r"r2s-flywheel ", "help", None),           # two teachers per render; tests/test_encoder_init.py
     (r"r2s-convert-weights ffhq\.pkl", "error", "ffhq.pkl"),
     (r"r2s-train-generator --data photos/", "run", TINY_GAN),
     (r"r2s-train-generator --preset wang --ckpt stylegan2-ffhq-config-f\.pt", "error", "stylegan2-ffhq-config-f.pt"),
