@@ -171,7 +171,6 @@ class IdentityConsistency(nn.Module):
         return {"sketch": sketch, "color": color, "total": s.lambda_sketch * sketch + s.lambda_color * color}
 
 
-
 class IdentityConsistencyWithDrift(IdentityConsistency):
     """:class:`IdentityConsistency` that also measures the identity drift (``identity``: unit embeddings ``[B, d]``
     of images in [-1, 1], e.g. :class:`IdentityEncoder`)."""

@@ -172,6 +172,28 @@ def test_torchscript_sketch_network_is_loaded_frozen_and_used(tmp_path, g_real, 
     assert torch.allclose(got, diff.abs().sum(dim=(1, 2, 3)).mean() * 256, rtol=1e-5)
 
 
+def test_onnx_sketch_network_is_converted_and_used(tmp_path, g_real, vgg_file):
+    pytest.importorskip("onnx2torch")
+    torch.manual_seed(4)
+    net = TinySketch().eval()
+    path = tmp_path / "sketch.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, input_names=["x"],
+                      output_names=["sketch"], dynamic_axes={"x": {0: "batch"}, "sketch": {0: "batch"}})
+    loss = build_identity_consistency(g_real=g_real, sketch_net=str(path), lpips_backbone=str(vgg_file),
+                                      identity_weights=None, device="cpu")
+    assert loss.metadata["sketch"] == "onnx" and loss.metadata["sketch_stand_in"] is False
+    w, noise, g_rendering = codes(g_real), fixed_noise(g_real, 2), perturbed(g_real, 0.05)
+    with torch.no_grad():
+        diff = net(g_real.synthesis(w, noise=noise)) - net(g_rendering.synthesis(w, noise=noise))
+        got = loss(w, g_rendering, noise=noise)["sketch"]
+    assert torch.allclose(got, diff.abs().sum(dim=(1, 2, 3)).mean() * 256, rtol=1e-4)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf")
+    with pytest.raises(ValueError, match=r"bad\.onnx: expected an ONNX sketch network"):
+        build_identity_consistency(g_real=g_real, sketch_net=str(bad), lpips_backbone=str(vgg_file),
+                                   identity_weights=None, device="cpu")
+
+
 def test_sketch_network_files_that_cannot_be_used_are_named(tmp_path, g_real, vgg_file):
     def build(path):
         return build_identity_consistency(g_real=g_real, sketch_net=str(path), lpips_backbone=str(vgg_file),
