@@ -210,11 +210,12 @@ class TreeWorker:
         raise RuntimeError(f"benchmark worker for {self.tree} ended (exit status {self.proc.wait()}); see its "
                            "messages above")
 
-    def run(self, batch: int, save: Path | None = None) -> float:
-        """Seconds of one timed call on ``batch`` images (their images saved to ``save`` when given)."""
+    def run(self, batch: int, save: Path | None = None) -> tuple[float, float]:
+        """(wall-clock, process CPU) seconds of one timed call on ``batch`` images (images saved to ``save``)."""
         self.proc.stdin.write(f"save {batch} {save}\n" if save else f"run {batch}\n")
         self.proc.stdin.flush()
-        return float(self._reply())
+        wall, cpu = self._reply().split()
+        return float(wall), float(cpu)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -227,7 +228,8 @@ def compare_trees(baseline: str, config: str, dtype: str, batches: Sequence[int]
                   threads: int | None) -> list[dict]:
     """This tree (A) against ``baseline`` (B) on the same random weights: per batch size, ``rounds`` pairs of
     calls in alternating order (A B, B A, ...) after one untimed call each; speedup = median of the per-pair
-    ratios B / A; the two trees' images of the first call compared (relative L2, max |Δ|)."""
+    ratios B / A, of wall-clock and of process CPU time (the steadier one on a shared machine: it leaves out the
+    time the process waited for a core); the two trees' images of the first call compared (relative L2, max |Δ|)."""
     import tempfile
 
     import torch
@@ -245,10 +247,14 @@ def compare_trees(baseline: str, config: str, dtype: str, batches: Sequence[int]
                 for r in range(rounds):
                     for name in (("this", "baseline") if r % 2 == 0 else ("baseline", "this")):
                         times[name].append(workers[name].run(batch))
-                ratios = [tb / ta for ta, tb in zip(times["this"], times["baseline"])]
+                ratios = [tb[0] / ta[0] for ta, tb in zip(times["this"], times["baseline"])]
+                cpu_ratios = [tb[1] / ta[1] for ta, tb in zip(times["this"], times["baseline"])]
                 rows.append({"config": config, "dtype": dtype, "batch": batch, "baseline": str(baseline),
-                             "this_s_img_median": statistics.median(times["this"]) / batch,
-                             "baseline_s_img_median": statistics.median(times["baseline"]) / batch,
+                             "this_s_img_median": statistics.median(t[0] for t in times["this"]) / batch,
+                             "baseline_s_img_median": statistics.median(t[0] for t in times["baseline"]) / batch,
+                             "this_cpu_s_img_median": statistics.median(t[1] for t in times["this"]) / batch,
+                             "baseline_cpu_s_img_median": statistics.median(t[1] for t in times["baseline"]) / batch,
+                             "cpu_speedup_median": statistics.median(cpu_ratios),
                              "speedup_median": statistics.median(ratios), "speedup_min": min(ratios),
                              "speedup_max": max(ratios), "pairs": rounds,
                              "rel_l2": float((a - b).norm() / b.norm()), "max_abs_diff": float((a - b).abs().max())})
@@ -267,12 +273,14 @@ def ab_markdown(rows: Sequence[dict]) -> str:
     lines = [f"A/B against the tree in `{rows[0]['baseline']}` (same random weights; {rows[0]['pairs']} interleaved "
              "pairs per row; medians; speedup = median of the per-pair ratios baseline / this, with its range):", "",
              "| config | precision | batch | this tree (s/img) | baseline (s/img) | speedup [range] | "
-             "outputs rel. L2 / max abs. diff |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "CPU s/img this / baseline | CPU-time speedup | outputs rel. L2 / max abs. diff |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['config']} | {r['dtype']} | {r['batch']} | {r['this_s_img_median']:.3f} | "
                      f"{r['baseline_s_img_median']:.3f} | **{r['speedup_median']:.2f}×** "
-                     f"[{r['speedup_min']:.2f}–{r['speedup_max']:.2f}] | {r['rel_l2']:.1e} / {r['max_abs_diff']:.1e} |")
+                     f"[{r['speedup_min']:.2f}–{r['speedup_max']:.2f}] | {r['this_cpu_s_img_median']:.3f} / "
+                     f"{r['baseline_cpu_s_img_median']:.3f} | {r['cpu_speedup_median']:.2f}× | "
+                     f"{r['rel_l2']:.1e} / {r['max_abs_diff']:.1e} |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,9 +7,9 @@ the standard library is imported at the top; the model comes from that tree's ow
 and ``inference.engine.InferenceModel``, whose interfaces have been stable since the first release.
 
 Protocol (one line each way): after building the model the worker prints ``ready``; each ``run B`` line is
-answered with the seconds of one synchronized ``InferenceModel(x)`` call on a batch of B images (256² in,
-the generator's size out); ``save B PATH`` writes that call's images to PATH (for the outputs check);
-``quit`` ends it.
+answered with the wall-clock and the process CPU seconds of one synchronized ``InferenceModel(x)`` call on a
+batch of B images (256² in, the generator's size out); ``save B PATH`` also writes that call's images to PATH
+(for the outputs check); ``quit`` ends it.
 """
 from __future__ import annotations
 
@@ -56,13 +56,13 @@ def serve(argv: list[str] | None = None) -> None:
         if batch not in inputs:
             inputs[batch] = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
         synchronize(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         images, _ = model(inputs[batch])
         synchronize(device)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         if cmd == "save":
             torch.save(images, rest[1])
-        print(f"{seconds:.6f}", flush=True)
+        print(f"{seconds:.6f} {cpu:.6f}", flush=True)
 
 
 if __name__ == "__main__":
