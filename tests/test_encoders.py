@@ -427,3 +427,23 @@ def test_folded_channels_last_encoder_equals_the_original_in_eval_mode():
     assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == n_bn - n_units - n_shortcuts - 1
     assert enc.body[0].res_layer[4].__class__ is nn.BatchNorm2d and enc.training is False   # the original kept
     assert folded.body[0].res_layer[3].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_inference_encoder_matches_and_runs_without_host_syncs():
+    from render2style.encoders.fold import inference_encoder
+    from render2style.encoders.psp_encoders import build_encoder
+    torch.manual_seed(1)
+    enc = build_encoder("GradualStyleEncoder", 18, "ir_se", n_styles=10, resolution=64, style_channels=16).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = enc(x)
+        folded = inference_encoder(enc).cuda()
+        xc = x.cuda().contiguous(memory_format=torch.channels_last)
+        folded(xc)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            out = folded(xc)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert ((out.cpu() - ref).norm() / ref.norm()).item() < 1e-2       # cuDNN may use TF32: a loose tolerance
