@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "step counts, e.g. --init_set n_seeds=1)")
     p.add_argument("--lpips_weights", help="LPIPS backbone (path or registry name); default: perceptual terms off")
     p.add_argument("--no_landmarks", action="store_true", help="skip the dlib landmark error")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="base seed of both teachers' random streams")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out_csv", help="per-render rows, rewritten after every render")
