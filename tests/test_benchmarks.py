@@ -126,3 +126,18 @@ def test_teacher_quality_benchmark_reports_every_step_and_its_gain(tmp_path):
         assert label in table
     assert "yes (2/2)" in table and "by construction" in table
     assert len((tmp_path / "q.csv").read_text().strip().splitlines()) == len(rows) + 1
+
+
+def test_ab_comparison_shares_the_weights_between_trees(tmp_path):
+    """``--baseline`` against this very tree: both workers run the same weights (written by one, loaded by the
+    other), so the images agree exactly; rows carry wall-clock and CPU-time speedups."""
+    from pathlib import Path
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "render2style").symlink_to(Path(benchmark.__file__).resolve().parents[1])
+    rows = benchmark.compare_trees(str(tree), "demo", "fp32", [1], rounds=1, threads=1)
+    assert [(r["batch"], r["pairs"]) for r in rows] == [(1, 1)]
+    assert rows[0]["rel_l2"] == 0 and rows[0]["max_abs_diff"] == 0
+    assert rows[0]["speedup_median"] > 0 and rows[0]["cpu_speedup_median"] > 0
+    table = benchmark.ab_markdown(rows)
+    assert table.count("\n|") == 3 and "| demo | fp32 | 1 |" in table
