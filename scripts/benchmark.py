@@ -2,6 +2,7 @@
 
     r2s-benchmark                       # demo config, CPU or GPU
     r2s-benchmark --configs demo,full --iters 3 --markdown docs/BENCHMARKS.md
+    r2s-benchmark --configs full --dtypes fp32 --baseline /tmp/old --ab_batches 1,8   # A/B vs /tmp/old/render2style
 
 Configs: ``demo`` = the model ``train_encoder.py --dataset renders`` trains (the demo's encoder options
 from ``DEMO_DEFAULTS`` and the 64² demo generator); ``full`` = pSp's encoder (GradualStyleEncoder on
@@ -46,7 +47,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_tool_info(p, "r2s-benchmark", "render2style.scripts.benchmark", [
         "r2s-benchmark                                                  # demo config, CPU or GPU",
         "r2s-benchmark --configs demo,full --iters 3 --markdown docs/BENCHMARKS.md",
-        "r2s-benchmark --configs full --dtypes bf16 --modes compiled --batch_size 64 --teacher none"])
+        "r2s-benchmark --configs full --dtypes bf16 --modes compiled --batch_size 64 --teacher none",
+        "r2s-benchmark --configs full --dtypes fp32,bf16 --threads 2 --baseline /tmp/old --ab_batches 1,8"])
     p.add_argument("--configs", default="demo", help="comma-separated: demo, full")
     p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16")
     p.add_argument("--modes", default="eager,compiled",
