@@ -22,6 +22,7 @@ import os
 import pickle
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -218,7 +219,18 @@ def resolve_weights(path: str | os.PathLike) -> Path:
     if os.getenv(OFFLINE_ENV, "").lower() not in ("", "0", "false", "no"):
         raise MissingWeightsError(f"{info.file} ('{key}') is not in the cache {dest.parent} and {OFFLINE_ENV} "
                                   f"is set: download {info.url} (from {info.source}) to {dest}, or pass its path")
-    return download_weights(info, dest)
+    from render2style.utils.claims import claim
+    waiting = False
+    while True:  # one download per file: other processes (DDP ranks, shards) wait for it
+        with claim(dest.with_name(dest.name + ".lock")) as mine:
+            if dest.is_file():
+                return dest
+            if mine:
+                return download_weights(info, dest)
+        if not waiting:
+            log.info("%s: another process is downloading it; waiting", dest)
+            waiting = True
+        time.sleep(1.0)
 
 
 def torch_cache_dirs() -> list[Path]:

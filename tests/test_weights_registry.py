@@ -106,6 +106,24 @@ def test_partial_download_resumes_with_a_range_request(server, cache, monkeypatc
     assert not (cache / "tiny-weights.bin.part").exists()
 
 
+def test_a_process_waits_for_another_ones_download(server, cache, monkeypatch):
+    """While another process holds the file's download claim, no second download starts; its file is used."""
+    from render2style.utils.claims import claim
+    server.files["/w.bin"] = PAYLOAD
+    register(monkeypatch, server.url("/w.bin"))
+    cache.mkdir()
+    found = []
+    with claim(cache / "tiny-weights.bin.lock") as mine:
+        assert mine
+        waiter = threading.Thread(target=lambda: found.append(resolve_weights("tiny")))
+        waiter.start()
+        waiter.join(timeout=1.5)
+        assert waiter.is_alive() and not found  # still waiting for the claim
+        (cache / "tiny-weights.bin").write_bytes(PAYLOAD)  # the other process finishes
+    waiter.join(timeout=30)
+    assert found == [cache / "tiny-weights.bin"] and server.requests == []
+
+
 def test_a_server_that_ignores_the_range_restarts_the_download(server, cache, monkeypatch):
     server.files["/w.bin"], server.ranges = PAYLOAD, False
     register(monkeypatch, server.url("/w.bin"))
