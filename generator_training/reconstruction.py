@@ -17,53 +17,19 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from render2style.generator_training.reconstruction_config import ReconstructionConfig
 from render2style.stylegan2.model import Generator
 from render2style.training.checkpointing import rng_state, set_rng_state
 from render2style.utils.io import atomic_torch_save
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ReconstructionConfig:
-    """Architecture and optimisation of the pre-training (defaults: the demo face generator's run)."""
-
-    size: int = 64
-    style_dim: int = 512
-    n_mlp: int = 8
-    channel_multiplier: float = 1
-    channel_max: int = 64
-    encoder_channels: int = 32
-    batch: int = 32
-    lr: float = 2e-3
-    encoder_lr: float = 5e-4
-    kl_warmup_kimg: float = 2.0
-    recon_sigma: float = 0.1
-    kl_weight: float = 1.0
-    ema_kimg: float = 2.0
-    kimg: float = 100.0
-    log_every: int = 50
-    snapshot_every: int = 500
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("batch", "lr", "encoder_lr", "recon_sigma", "kimg", "log_every", "snapshot_every",
-                     "encoder_channels"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"ReconstructionConfig.{name} must be > 0, got {getattr(self, name)}")
-        if min(self.kl_weight, self.ema_kimg, self.kl_warmup_kimg) < 0:
-            raise ValueError("ReconstructionConfig.kl_weight, ema_kimg and kl_warmup_kimg must be >= 0")
-
-    def generator(self) -> Generator:
-        return Generator(size=self.size, style_dim=self.style_dim, n_mlp=self.n_mlp,
-                         channel_multiplier=self.channel_multiplier, channel_max=self.channel_max)
 
 
 class ConvEncoder(nn.Module):
@@ -141,6 +107,7 @@ def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: Recon
     opt = torch.optim.Adam([{"params": G.parameters(), "lr": cfg.lr},
                             {"params": E.parameters(), "lr": cfg.encoder_lr}], betas=(0.9, 0.99))
     step, history = 0, []
+    gen = torch.Generator().manual_seed(cfg.seed)
     if out.is_file():
         ckpt = torch.load(out, map_location="cpu", weights_only=True)
         if ckpt["recon_config"] != asdict(cfg):
@@ -152,10 +119,10 @@ def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: Recon
         opt.load_state_dict(ckpt["recon_optim"])
         step, history = ckpt["recon_step"], ckpt["recon_history"]
         set_rng_state(ckpt["rng"])
+        gen.set_state(ckpt["data_rng"])
         log.info("resumed %s at step %d", out, step)
     total_steps = math.ceil(cfg.kimg * 1000 / cfg.batch)
     beta = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000)) if cfg.ema_kimg > 0 else 0.0
-    gen = torch.Generator().manual_seed(cfg.seed + step)
     t0, seen0 = time.perf_counter(), step
     while step < total_steps:
         idx = torch.randint(len(train), (cfg.batch,), generator=gen)
@@ -177,7 +144,7 @@ def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: Recon
             log.info("step %d/%d  kimg %.1f  loss %.1f  recon_mse %.4f  kl %.1f  %.1f img/s", step, total_steps,
                      step * cfg.batch / 1000, parts["loss"], parts["recon_mse"], parts["kl"], rate)
         if step % cfg.snapshot_every == 0 or step == total_steps:
-            _save(out, G, G_ema, E, opt, step, history, cfg)
+            _save(out, G, G_ema, E, opt, step, history, cfg, gen)
     figures = {"train_recon_mse": reconstruction_mse(E, G_ema, train[:len(held_out)]),
                "held_out_recon_mse": reconstruction_mse(E, G_ema, held_out)}
     log.info("reconstruction MSE (EMA generator, posterior means): train %.4f, held-out %.4f",
@@ -186,11 +153,12 @@ def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: Recon
 
 
 def _save(out: Path, G: Generator, G_ema: Generator, E: ConvEncoder, opt: torch.optim.Optimizer, step: int,
-          history: list[dict], cfg: ReconstructionConfig) -> None:
+          history: list[dict], cfg: ReconstructionConfig, gen: torch.Generator) -> None:
     latent_avg = G_ema.mean_latent(4096, seed=cfg.seed)
     atomic_torch_save({"g": G.state_dict(), "g_ema": G_ema.state_dict(), "latent_avg": latent_avg,
                        "vae_encoder": E.state_dict(), "recon_optim": opt.state_dict(), "recon_step": step,
-                       "recon_history": history, "recon_config": asdict(cfg), "rng": rng_state()}, out)
+                       "recon_history": history, "recon_config": asdict(cfg), "rng": rng_state(),
+                       "data_rng": gen.get_state()}, out)
 
 
 def split_indices(n: int, held_out_every: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -221,44 +189,53 @@ def w_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
     return frechet_distance(a.double().numpy(), b.double().numpy())
 
 
-def refit_mapping(G: Generator, codes: torch.Tensor, *, steps: int = 1000, batch: int = 512, lr: float = 0.3,
-                  seed: int = 0) -> dict[str, float]:
-    """Train ``G``'s mapping network so that W = mapping(z), z ~ N(0, I), follows the Gaussian fitted to ``codes``.
+@torch.no_grad()
+def install_gaussian_sampler(G: Generator, codes: torch.Tensor, *, offset: float = 8.0,
+                             seed: int = 0) -> dict[str, float]:
+    """Make z ~ N(0, I) land on the Gaussian N(m, Σ) fitted to ``codes`` (the posterior codes), exactly.
 
-    A VAE's aggregate posterior is not its prior (here: posterior means far outside the prior's shell after the
-    mapping network's pixel norm), so prior samples land where the decoder never trained. Ex-post density
-    estimation (as in regularised auto-encoders) fixes the sampler: the target of z is m + Σ^½ · pixel_norm(z),
-    a draw from N(m, Σ) because pixel_norm(z) ≈ z for 512-d Gaussians. Only ``G.style`` changes.
-    Returns the W Fréchet distance to ``codes`` before and after, and the final regression error.
+    A VAE's aggregate posterior is not its prior (here the posterior means lie far outside the shell the mapping
+    network's pixel norm puts z on), so prior samples land where the decoder never trained; ex-post density
+    estimation, as in regularised auto-encoders, fixes the sampler. It is built in closed form, in two changes
+    that keep every image of a code the same:
+
+    - the mapping network becomes W' = c·1 + pixel_norm(z) (c = ``offset``): the first layer adds c, every
+      layer passes its input on, and with every pre-activation positive the leaky ReLUs (gain √2, set against
+      weights 1/√2) are linear;
+    - W' is an affine re-coordinatisation of W, W = m + Σ^½ (W' − c·1), folded into the affine style layer of
+      every modulated convolution (A' = A Σ^½, b' = b + A (m − c Σ^½ 1)).
+
+    pixel_norm(z) has identity covariance in 512-d up to its radius (√d, for a radius spread of ~3 %), so the
+    images of random z are the decoder's images of N(m, Σ). Returns the Fréchet distance of W to ``codes``
+    before and after (in the original coordinates), on as many samples as there are codes.
     """
     gen = torch.Generator().manual_seed(seed)
-    mean, root = gaussian_fit(codes)
-    mean, root = mean.float(), root.float()
-    G.style.requires_grad_(True)
     probe = torch.randn(len(codes), G.style_dim, generator=gen)
-    with torch.no_grad():
-        before = w_frechet(G.mapping(probe), codes)
-    opt = torch.optim.Adam(G.style.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        z = torch.randn(batch, G.style_dim, generator=gen)
-        target = mean + G.style[0](z) @ root
-        loss = (G.mapping(z) - target).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    with torch.no_grad():
-        after = w_frechet(G.mapping(probe), codes)
-    log.info("mapping refit: W Fréchet distance to the posterior codes %.2f -> %.2f (regression MSE %.2e)",
-             before, after, float(loss.detach()))
-    return {"w_fd_before": before, "w_fd_after": after, "regression_mse": float(loss.detach())}
+    before = w_frechet(G.mapping(probe), codes)
+    mean, root = (t.float() for t in gaussian_fit(codes))
+    eye = torch.eye(G.style_dim)
+    for k, layer in enumerate(G.style[1:]):
+        layer.weight.copy_(eye / math.sqrt(2) / layer.scale)
+        layer.bias.fill_(offset / math.sqrt(2) / layer.lr_mul if k == 0 else 0.0)
+    shift = mean - root @ torch.full((G.style_dim,), offset)
+    for module in G.modules():
+        if hasattr(module, "modulation"):
+            lin = module.modulation
+            A, b = lin.weight * lin.scale, lin.bias * lin.lr_mul
+            lin.weight.copy_(A @ root / lin.scale)
+            lin.bias.copy_((b + A @ shift) / lin.lr_mul)
+    w_prime = G.mapping(probe)
+    if (w_prime <= 0).any():
+        raise ValueError(f"offset {offset} too small: a pre-activation is negative")
+    after = w_frechet(mean + (w_prime - offset) @ root, codes)
+    log.info("Gaussian sampler: W Fréchet distance to the posterior codes %.2f -> %.2f", before, after)
+    return {"w_fd_before": before, "w_fd_after": after}
 
 
 def export_sampler(ckpt_path: str | Path, train: torch.Tensor, out: str | Path, *, n_codes: int = 5000,
-                   steps: int = 1000, seed: int = 0) -> dict[str, float]:
-    """The pre-trained generator as a sampler: the EMA generator with its mapping refitted (:func:`refit_mapping`)
-    to the posterior codes of ``n_codes`` training photos, written to ``out`` as ``g`` = ``g_ema`` (rosinality
+                   seed: int = 0) -> dict[str, float]:
+    """The pre-trained generator as a sampler: the EMA generator with :func:`install_gaussian_sampler` fitted to
+    the posterior codes of ``n_codes`` training photos, written to ``out`` as ``g`` = ``g_ema`` (rosinality
     layout, plus ``latent_avg``; no ``d``) for ``train_generator.py --ckpt`` and every loader."""
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     cfg = ReconstructionConfig(**ckpt["recon_config"])
@@ -268,7 +245,7 @@ def export_sampler(ckpt_path: str | Path, train: torch.Tensor, out: str | Path, 
     G.eval().requires_grad_(False)
     E.eval().requires_grad_(False)
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n_codes]
-    figures = refit_mapping(G, posterior_codes(E, G, train[pick]), steps=steps, seed=seed)
+    figures = install_gaussian_sampler(G, posterior_codes(E, G, train[pick]), seed=seed)
     state = G.state_dict()
     atomic_torch_save({"g": state, "g_ema": state, "latent_avg": G.mean_latent(4096, seed=seed),
                        "pretrain": {"config": asdict(cfg), "step": ckpt["recon_step"], **figures}}, out)

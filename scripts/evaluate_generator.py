@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fd_truncation", type=float, default=1.0, help="ψ of the FD samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled z")
     p.add_argument("--grid", type=int, default=8, help="the grid is N×N samples")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="device of the generator and VGG-16")
     p.add_argument("--out", required=True, help="output folder")
     return p
 

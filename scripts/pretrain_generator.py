@@ -3,7 +3,7 @@
     r2s-pretrain-generator --data ../shared/data/utkface/faces --out runs/faces64/pretrain.pt --kimg 100
 
 Writes the resumable pre-training checkpoint OUT every few hundred steps, then ``OUT_sampler.pt``: the EMA
-generator with its mapping network refitted so that z ~ N(0, I) lands on the codes it learnt (rosinality layout,
+generator with its mapping network set so that z ~ N(0, I) lands on the codes it learnt (rosinality layout,
 ``g``, ``g_ema``, ``latent_avg``; no ``d``). Sharpen it with ``r2s-train-generator --ckpt OUT_sampler.pt``.
 Every 40th photo (sorted by name) is held out, and the final reconstruction error on it is reported next to the
 same figure on training photos.
@@ -18,7 +18,7 @@ from render2style.cli import add_tool_info
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from render2style.generator_training.reconstruction import ReconstructionConfig
+    from render2style.generator_training.reconstruction_config import ReconstructionConfig
 
     parser = argparse.ArgumentParser(description="Pre-train a StyleGAN2 generator as the decoder of a VAE "
                                                  "on photos (fast on a CPU; samples are soft until an "
@@ -28,10 +28,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", required=True, help="folder of photos (any image format)")
     parser.add_argument("--out", required=True, help="checkpoint path (resumed when it exists)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
-    parser.add_argument("--refit_steps", type=int, default=1000,
-                        help="steps of the mapping network's refit to the posterior codes (the sampler)")
     for f in fields(ReconstructionConfig):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default, help=f"(default {f.default})")
+        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default, help=f"ReconstructionConfig.{f.name} (default {f.default})")
     args = parser.parse_args(argv)
     cfg = ReconstructionConfig(**{f.name: getattr(args, f.name) for f in fields(ReconstructionConfig)})
 
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     train = torch.from_numpy(photos[train_idx])
     figures = train_reconstruction(train, torch.from_numpy(photos[held_idx]), cfg, out)
     sampler = out.with_name(out.stem + "_sampler.pt")
-    figures.update(export_sampler(out, train, sampler, steps=args.refit_steps, seed=cfg.seed))
+    figures.update(export_sampler(out, train, sampler, seed=cfg.seed))
     logging.getLogger(__name__).info("wrote the sampler generator %s", sampler)
     figures.update(n_train=len(train_idx), n_held_out=len(held_idx))
     atomic_write_json(figures, out.with_suffix(".json"))

@@ -1,11 +1,19 @@
-"""The offline demo generator: a small StyleGAN2 whose weights are made deterministically from a seed.
+"""The offline demo generators: a 64² face generator shipped with the package, and a seeded random one.
 
-It shows the mechanics of render2style on any machine with no downloads; its images are not photoreal.
+- :func:`demo_face_generator` loads ``weights/demo_faces64.pt`` (fp16 ``g_ema``, 5.8 MB): a 64² StyleGAN2
+  trained with ``r2s-pretrain-generator`` on UTKFace's aligned photos (non-commercial research terms; the
+  photos are not in the repository). ``weights/demo_faces64.json`` records its SHA-256, how it was made, its
+  measured quality and a sample checksum. Its faces are soft (a VAE's), not photoreal.
+- :func:`demo_generator` makes a small StyleGAN2 whose weights are drawn from a seed: the same on every machine,
+  images of colour noise; the tests' generator.
+
 Switch to real weights with ``--stylegan_weights stylegan2-ffhq-config-f.pt``.
 """
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import torch
 
@@ -17,6 +25,23 @@ log = logging.getLogger(__name__)
 DEMO_CONFIG = dict(size=64, style_dim=512, n_mlp=8, channel_multiplier=1, lr_mlp=0.01, channel_max=32)
 #: Target standard deviation of demo images: random weights give values far outside [-1, 1].
 DEMO_IMAGE_STD = 0.5
+#: The shipped demo face generator and its record (checksum, recipe, quality, sample checksum).
+DEMO_FACES_WEIGHTS = Path(__file__).with_name("weights") / "demo_faces64.pt"
+DEMO_FACES_RECORD = DEMO_FACES_WEIGHTS.with_suffix(".json")
+
+
+def demo_face_generator(device: str | torch.device = "cpu") -> tuple[Generator, torch.Tensor]:
+    """The shipped 64² demo face generator (fp32, eval mode) and its ``latent_avg`` [1, 512]."""
+    from render2style.stylegan2.checkpoint import load_generator
+    G, latent_avg = load_generator(DEMO_FACES_WEIGHTS, device=device)
+    log.info("DEMO face generator %s: 64x64, trained on UTKFace (non-commercial research terms), not photoreal",
+             DEMO_FACES_WEIGHTS.name)
+    return G, latent_avg
+
+
+def demo_faces_record() -> dict:
+    """The JSON record next to the shipped weights."""
+    return json.loads(DEMO_FACES_RECORD.read_text())
 
 
 def demo_generator(seed: int = 0, device: str | torch.device = "cpu") -> Generator:
