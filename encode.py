@@ -5,7 +5,7 @@
     r2s-encode ... --interpolate --interp_steps 16 --interp_video mp4
     r2s-encode ... --paste_back --transforms aligned/transforms
     r2s-encode ... --refine_steps 50 --lpips_weights vgg16-397923af.pth     # teacher projector steps from E(x)
-    r2s-encode ... --input clip.mp4 --smooth oneeuro:1.0,0.05              # or frames/ --sequence --fps 30
+    r2s-encode ... --input clip.mp4 --smooth oneeuro:0.3,20                # or frames/ --sequence --fps 30
 
 Outputs in --out: images/<name>.png (generated faces), latents/<name>.npy (W+ [n_latent, 512]) or
 latents/codes_XXXXX.{npy,json} with --codes_per_batch, grids/, variants/<name>_vK.png and .npy (its W+),

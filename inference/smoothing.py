@@ -8,6 +8,8 @@
 coordinate: a low-pass whose cutoff (Hz) rises with the coordinate's speed, ``f_c = MIN_CUTOFF +
 BETA·|ẋ|`` (``ẋ`` low-passed at D_CUTOFF Hz, default 1), so slow drifts are smoothed hard and fast moves
 follow with little lag. It uses the frames' timestamps (seconds), so variable frame rates are handled.
+Speeds are in W units per second: W+ coordinates of a smoothly moving demo face move about 0.07 per second
+(``r2s-benchmark-video``), so BETA of 10-50 is where the speed starts to matter there.
 
 Both keep their state across calls: feed the batches of one sequence in order.
 """
@@ -35,7 +37,7 @@ class SmoothSpec:
 
 
 def parse_smooth(text: str) -> SmoothSpec | None:
-    """``"none"`` -> None; ``"ema:0.6"``, ``"oneeuro:1.0,0.05"`` (or ``...,D_CUTOFF``) -> :class:`SmoothSpec`;
+    """``"none"`` -> None; ``"ema:0.6"``, ``"oneeuro:0.3,20"`` (or ``...,D_CUTOFF``) -> :class:`SmoothSpec`;
     ValueError saying what was expected otherwise."""
     kind, _, args = text.strip().lower().partition(":")
     if kind == "none" and not args:
@@ -54,7 +56,7 @@ def parse_smooth(text: str) -> SmoothSpec | None:
             raise ValueError(f"--smooth {text}: need MIN_CUTOFF > 0 Hz, BETA >= 0 and D_CUTOFF > 0 Hz")
         return SmoothSpec("oneeuro", min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
     raise ValueError(f"--smooth {text!r}: expected none, ema:ALPHA (e.g. ema:0.6) or "
-                     "oneeuro:MIN_CUTOFF,BETA[,D_CUTOFF] (e.g. oneeuro:1.0,0.05)")
+                     "oneeuro:MIN_CUTOFF,BETA[,D_CUTOFF] (e.g. oneeuro:0.3,20)")
 
 
 def _lowpass_weight(cutoff: torch.Tensor | float, dt: float) -> torch.Tensor | float:

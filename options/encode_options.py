@@ -54,7 +54,7 @@ class EncodeOptions:
             "--truncation 0.7",
             "r2s-encode --checkpoint CKPT --input aligned/ --out results/ --paste_back --transforms aligned/transforms",
             "r2s-encode --checkpoint CKPT --input clip.mp4 --out results_video/ --batch_size 16 --codes_per_batch",
-            "r2s-encode --checkpoint CKPT --input clip.mp4 --out smooth/ --smooth oneeuro:1.0,0.05   # video/clip.mp4",
+            "r2s-encode --checkpoint CKPT --input clip.mp4 --out smooth/ --smooth oneeuro:0.3,20   # video/clip.mp4",
             "r2s-encode --checkpoint CKPT --input frames/ --out seq/ --sequence --fps 30 --smooth ema:0.6",
             "r2s-encode --checkpoint CKPT --input renders/ --out refined/ --refine_steps 50 --lpips_weights "
             "vgg16-397923af.pth"])
@@ -130,8 +130,9 @@ class EncodeOptions:
                                         "video/<name>.mp4 at --fps, report flicker, allow --smooth")
         g.add_argument("--smooth", type=smooth_spec, default=None, metavar="SPEC",
                        help="temporal smoothing of the W+ codes of a video or --sequence: none, ema:ALPHA (weight of "
-                            "the new frame, e.g. ema:0.6) or oneeuro:MIN_CUTOFF,BETA[,D_CUTOFF] (Hz; e.g. "
-                            "oneeuro:1.0,0.05)")
+                            "the new frame, e.g. ema:0.6) or oneeuro:MIN_CUTOFF,BETA[,D_CUTOFF] (the 1€ filter: "
+                            "cutoff MIN_CUTOFF + BETA·|speed| Hz, speed in W units/s, D_CUTOFF default 1 Hz; e.g. "
+                            "oneeuro:0.3,20)")
 
         g = p.add_argument_group("paste-back into the original (unaligned) images")
         _add_bool(g, "paste_back", False, "composite outputs into the originals using saved alignment transforms")

@@ -34,7 +34,7 @@ from render2style.cli import add_tool_info
 
 log = logging.getLogger("render2style.benchmark_video")
 
-DEFAULT_SMOOTH = ("none", "ema:0.6", "ema:0.3", "oneeuro:1.0,0.05", "oneeuro:0.3,0.05")
+DEFAULT_SMOOTH = ("none", "ema:0.6", "ema:0.3", "oneeuro:1.0,0", "oneeuro:0.3,20", "oneeuro:0.1,50")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

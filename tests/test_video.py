@@ -18,11 +18,12 @@ pytest.importorskip("av")
 
 # --- filters against hand computations ---------------------------------------------------------------
 def test_ema_matches_the_recurrence_by_hand():
-    smoother = CodeSmoother(parse_smooth("ema:0.5"))
+    smoother = CodeSmoother(parse_smooth("ema:0.25"))
     x = torch.tensor([0.0, 1.0, 1.0, 4.0])[:, None]
     y = torch.cat([smoother(x[:2], [0, 1]), smoother(x[2:], [2, 3])])          # state kept across batches
-    # y0 = x0; y_t = 0.5 x_t + 0.5 y_{t-1}
-    assert y[:, 0].tolist() == pytest.approx([0.0, 0.5, 0.75, 0.5 * 4 + 0.5 * 0.75])
+    # y0 = x0; y_t = 0.25 x_t + 0.75 y_{t-1}
+    y2 = 0.25 * 1 + 0.75 * 0.25
+    assert y[:, 0].tolist() == pytest.approx([0.0, 0.25, y2, 0.25 * 4 + 0.75 * y2])
 
 
 def test_one_euro_matches_casiez_et_al_by_hand():
