@@ -68,6 +68,8 @@ PLAN = [
     (r"r2s-convert-weights ffhq\.pkl", "error", "ffhq.pkl"),
     (r"r2s-train-generator --data photos/", "run", TINY_GAN),
     (r"r2s-train-generator --preset wang --ckpt stylegan2-ffhq-config-f\.pt", "error", "stylegan2-ffhq-config-f.pt"),
+    (r"r2s-pretrain-generator --data utkface/faces", "help", None),  # UTKFace is not here; tests run it tiny
+    (r"r2s-evaluate-generator --stylegan_weights runs/faces64/", "help", None),  # needs the photos
 ]
 
 
