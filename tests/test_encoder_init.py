@@ -83,8 +83,7 @@ def test_candidate_mode_continues_from_a_better_encoder_code(G, net, case, cfg, 
     sampled = [c for c in res.candidates if c["step"] == "sampling"]
     assert len(sampled) == cfg.n_seeds
     assert all(torch.equal(c["w_plus"], w_true[0]) for c in sampled)  # E(x) won step 1 on every seed
-    assert res.metrics["loss_sampling"][0] < min(plain.metrics["loss_sampling"])
-    assert res.metrics["loss_total"] <= plain.metrics["loss_total"]
+    assert res.metrics["loss_sampling"][0] < min(plain.metrics["loss_sampling"])  # a better step 1 than its own
 
 
 def test_candidate_mode_keeps_a_better_sample(G, net, case, cfg, plain):
