@@ -249,9 +249,10 @@ class Generator(nn.Module):
         self.log_size = int(math.log2(size))
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.n_latent = self.log_size * 2 - 2
-        #: synthesis in the channels_last memory format (convolutions, transposed convolutions and the FIR
-        #: filters run about 2x faster so on CPUs); the images come back in the default (NCHW) format
-        self.channels_last = True
+        #: synthesis in the channels_last memory format: True / False, or None = on CUDA only (on the CPU its
+        #: convolutions ran up to 2x faster one by one, but the whole synthesis was not faster: docs/BENCHMARKS.md);
+        #: the images come back in the default (NCHW) format either way
+        self.channels_last: bool | None = None
         self.convs, self.to_rgbs = nn.ModuleList(), nn.ModuleList()
         self.noises = nn.Module()
         for layer_idx in range(self.num_layers):
@@ -322,7 +323,7 @@ class Generator(nn.Module):
             else:
                 raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
         out = self.input(latent)
-        if self.channels_last:
+        if self.channels_last or (self.channels_last is None and out.is_cuda):
             out = out.contiguous(memory_format=torch.channels_last)
         out = self.conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
