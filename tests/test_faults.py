@@ -38,7 +38,7 @@ class Source:
 def fake_target(log_path, block_on=None):
     """A stand-in for the teacher that appends each item it computes to ``log_path``; on ``block_on`` it
     writes the latent, starts the image's temp file, signals ``<log>.blocked`` and hangs (to be killed)."""
-    def target(G, render, cached, cfg, config, perceptual, shard, device):
+    def target(G, render, cached, cfg, config, perceptual, shard, device, search_generator=None, encoder_init=None):
         with open(log_path, "a") as f:
             f.write(f"{os.getpid()} {render.id}\n")
         time.sleep(0.02)  # lets concurrent processes interleave; no assertion depends on it
