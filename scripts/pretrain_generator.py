@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True, help="checkpoint path (resumed when it exists)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     for f in fields(ReconstructionConfig):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default, help=f"ReconstructionConfig.{f.name} (default {f.default})")
+        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default,
+                            help=f"ReconstructionConfig.{f.name} (default {f.default})")
     args = parser.parse_args(argv)
     cfg = ReconstructionConfig(**{f.name: getattr(args, f.name) for f in fields(ReconstructionConfig)})
 
