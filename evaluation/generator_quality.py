@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from scipy import linalg
 
@@ -86,12 +85,3 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
     covmean = covmean.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
-
-
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [N, 3, H, W] -> [N, 3, size, size] with area (down) or bicubic (up) resizing."""
-    if images.shape[-1] == size:
-        return images
-    x = torch.from_numpy(np.asarray(images)).float()
-    mode = dict(mode="area") if size < images.shape[-1] else dict(mode="bicubic", align_corners=False)
-    return F.interpolate(x, size=(size, size), **mode).round().clamp(0, 255).to(torch.uint8).numpy()

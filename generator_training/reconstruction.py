@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from render2style.generator_training.ema import ema_beta, update_ema
 from render2style.generator_training.reconstruction_config import ReconstructionConfig
 from render2style.stylegan2.model import Generator
 from render2style.training.checkpointing import rng_state, set_rng_state
@@ -59,15 +60,15 @@ def decode(G: Generator, z: torch.Tensor) -> torch.Tensor:
 
 
 def vae_loss(E: ConvEncoder, G: Generator, x: torch.Tensor, cfg: ReconstructionConfig, kl_weight: float
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Negative ELBO per image (the loss, KL weighted by ``kl_weight``) and its parts, for images in [-1, 1]."""
     mu, logvar = E(x)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
     recon = (decode(G, z) - x).pow(2).flatten(1).sum(1) / (2 * cfg.recon_sigma ** 2)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
     loss = (recon + kl_weight * kl).mean()
-    mse = float(recon.detach().mean()) * 2 * cfg.recon_sigma ** 2 / x[0].numel()
-    return loss, {"loss": float(loss.detach()), "recon_mse": mse, "kl": float(kl.detach().mean())}
+    mse = recon.detach().mean() * (2 * cfg.recon_sigma ** 2 / x[0].numel())
+    return loss, {"loss": loss.detach(), "recon_mse": mse, "kl": kl.detach().mean()}
 
 
 @torch.no_grad()
@@ -85,13 +86,17 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div(127.5).sub(1.0)
 
 
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    """ema ← β·ema + (1 − β)·model for every parameter (buffers copied)."""
-    for p_ema, p in zip(ema.parameters(), model.parameters()):
-        p_ema.lerp_(p, 1.0 - beta)
-    for b_ema, b in zip(ema.buffers(), model.buffers()):
-        b_ema.copy_(b)
+#: options a resumed pre-training may change (the length of the run and its logging)
+RESUMABLE_CHANGES = ("kimg", "log_every", "snapshot_every")
+
+
+def _read(path: str | Path) -> dict:
+    """A pre-training checkpoint (``weights_only``), with errors naming the file."""
+    from render2style.pretrained import load_torch_file
+    ckpt = load_torch_file(path, "a pre-training checkpoint written by r2s-pretrain-generator")
+    if not isinstance(ckpt, dict) or "recon_config" not in ckpt:
+        raise ValueError(f"{path}: not a checkpoint of r2s-pretrain-generator (no 'recon_config' entry)")
+    return ckpt
 
 
 def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: ReconstructionConfig,
@@ -109,10 +114,12 @@ def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: Recon
     step, history = 0, []
     gen = torch.Generator().manual_seed(cfg.seed)
     if out.is_file():
-        ckpt = torch.load(out, map_location="cpu", weights_only=True)
-        if ckpt["recon_config"] != asdict(cfg):
+        ckpt = _read(out)
+        fixed = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
+        if {k: ckpt["recon_config"].get(k) for k in fixed} != fixed:
             raise ValueError(f"{out}: written with another configuration {ckpt['recon_config']}; "
-                             f"use a new output path or the same options")
+                             f"use a new output path or the same options (only {', '.join(RESUMABLE_CHANGES)} "
+                             f"may change on resume)")
         G.load_state_dict(ckpt["g"])
         G_ema.load_state_dict(ckpt["g_ema"])
         E.load_state_dict(ckpt["vae_encoder"])
@@ -122,7 +129,7 @@ def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: Recon
         gen.set_state(ckpt["data_rng"])
         log.info("resumed %s at step %d", out, step)
     total_steps = math.ceil(cfg.kimg * 1000 / cfg.batch)
-    beta = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000)) if cfg.ema_kimg > 0 else 0.0
+    beta = ema_beta(cfg.batch, cfg.ema_kimg, 0) if cfg.ema_kimg > 0 else 0.0
     t0, seen0 = time.perf_counter(), step
     while step < total_steps:
         idx = torch.randint(len(train), (cfg.batch,), generator=gen)
@@ -131,15 +138,16 @@ def train_reconstruction(train: torch.Tensor, held_out: torch.Tensor, cfg: Recon
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
         warmup = min(1.0, step * cfg.batch / (cfg.kl_warmup_kimg * 1000)) if cfg.kl_warmup_kimg > 0 else 1.0
         loss, parts = vae_loss(E, G, x, cfg, kl_weight=cfg.kl_weight * warmup)
-        if not math.isfinite(parts["loss"]):
-            raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
+        if not torch.isfinite(loss):  # the one host sync of a step: nothing non-finite reaches the weights
+            raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v) for k, v in parts.items()} }")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        ema_update(G_ema, G, beta)
+        update_ema(G_ema, G, beta)
         step += 1
         if step % cfg.log_every == 0 or step == total_steps:
             rate = (step - seen0) * cfg.batch / (time.perf_counter() - t0)
+            parts = {k: float(v) for k, v in parts.items()}
             history.append({"step": step, "kimg": step * cfg.batch / 1000, **parts})
             log.info("step %d/%d  kimg %.1f  loss %.1f  recon_mse %.4f  kl %.1f  %.1f img/s", step, total_steps,
                      step * cfg.batch / 1000, parts["loss"], parts["recon_mse"], parts["kl"], rate)
@@ -237,7 +245,7 @@ def export_sampler(ckpt_path: str | Path, train: torch.Tensor, out: str | Path, 
     """The pre-trained generator as a sampler: the EMA generator with :func:`install_gaussian_sampler` fitted to
     the posterior codes of ``n_codes`` training photos, written to ``out`` as ``g`` = ``g_ema`` (rosinality
     layout, plus ``latent_avg``; no ``d``) for ``train_generator.py --ckpt`` and every loader."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = _read(ckpt_path)
     cfg = ReconstructionConfig(**ckpt["recon_config"])
     G, E = cfg.generator(), ConvEncoder(cfg.size, cfg.style_dim, cfg.encoder_channels)
     G.load_state_dict(ckpt["g_ema"])

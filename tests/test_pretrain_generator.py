@@ -75,10 +75,7 @@ def test_pretraining_reconstructs_held_out_photos_and_resumes_exactly(tmp_path):
 
     short = replace(TINY, kimg=0.4)  # stop after 50 steps (a snapshot), then resume to the end
     train_reconstruction(train, held, short, tmp_path / "part.pt")
-    ckpt = torch.load(tmp_path / "part.pt", weights_only=True)
-    ckpt["recon_config"]["kimg"] = TINY.kimg
-    torch.save(ckpt, tmp_path / "part.pt")
-    train_reconstruction(train, held, TINY, tmp_path / "part.pt")
+    train_reconstruction(train, held, TINY, tmp_path / "part.pt")  # a longer --kimg continues the run
     resumed = torch.load(tmp_path / "part.pt", weights_only=True)
     assert [h["loss"] for h in resumed["recon_history"]] == [h["loss"] for h in full["recon_history"]]
     for k, v in full["g_ema"].items():
@@ -91,6 +88,9 @@ def test_resume_refuses_another_configuration(tmp_path):
     train_reconstruction(photos, photos[:4], cfg, tmp_path / "p.pt")
     with pytest.raises(ValueError, match="another configuration"):
         train_reconstruction(photos, photos[:4], replace(cfg, lr=1e-3), tmp_path / "p.pt")
+    torch.save({"g_ema": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other\.pt: not a checkpoint of r2s-pretrain-generator"):
+        train_reconstruction(photos, photos[:4], cfg, tmp_path / "other.pt")
 
 
 def test_gaussian_sampler_is_exact_and_keeps_every_image():
