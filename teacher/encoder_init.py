@@ -23,11 +23,9 @@ import torch
 from render2style.teacher.common import StepTimer, seed_generators, stream_key, synthesize
 from render2style.teacher.config import TeacherConfig, TeacherInput, TeacherResult
 from render2style.teacher.garbin import garbin_proposals
-from render2style.teacher.losses import resolve_perceptual
 from render2style.teacher.methods import INIT_MODES
-from render2style.teacher.priors import resolve_priors
 from render2style.teacher.projector import ProjectorSettings, project
-from render2style.teacher.run import _host, _warn_no_perceptual, build_problem, frozen
+from render2style.teacher.run import _host, build_problem, frozen, prepare_run
 from render2style.teacher.select import interpolation_candidates, score_candidates, select_best
 
 
@@ -80,14 +78,7 @@ def run_encoder_init_teacher(G, init: EncoderInit, inp: TeacherInput, cfg: Teach
     selection measures it), ``init_mode``, and ``selected_step`` (``encoder`` when E(x) itself won).
     """
     init.check_generator(G)
-    nets = resolve_perceptual(perceptual)
-    if nets is None:
-        _warn_no_perceptual()
-    device = next(G.parameters()).device
-    if any(v is None for v in (cfg.centroids, cfg.control_vectors, cfg.w_avg, cfg.w_std)):
-        cfg = resolve_priors(G, cfg, device)
-    cfg = cfg.replace(centroids=cfg.centroids.to(device), control_vectors=cfg.control_vectors.to(device),
-                      w_avg=cfg.w_avg.to(device))
+    nets, device, cfg = prepare_run(G, cfg, perceptual)
     key = stream_key(render_id, flip)
     timer = StepTimer(device)
     start = time.perf_counter()

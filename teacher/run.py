@@ -86,14 +86,7 @@ def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptua
     """
     if method not in METHODS:
         raise ValueError(f"unknown teacher method {method!r}; expected one of {METHODS}")
-    nets = resolve_perceptual(perceptual)
-    if nets is None:
-        _warn_no_perceptual()
-    device = next(G.parameters()).device
-    if any(v is None for v in (cfg.centroids, cfg.control_vectors, cfg.w_avg, cfg.w_std)):
-        cfg = resolve_priors(G, cfg, device)
-    cfg = cfg.replace(centroids=cfg.centroids.to(device), control_vectors=cfg.control_vectors.to(device),
-                      w_avg=cfg.w_avg.to(device))           # once, not per step (each copy would synchronize)
+    nets, device, cfg = prepare_run(G, cfg, perceptual)
     key = stream_key(render_id, flip)
     timer = StepTimer(device)
     start = time.perf_counter()
@@ -126,6 +119,20 @@ def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptua
         candidates = [dict(row, w_plus=w.cpu()) for row, w in zip(rows, codes)]
     return TeacherResult(w_plus=w_plus.float().cpu(), image=image[0].clamp(-1, 1).cpu(), metrics=metrics,
                          candidates=candidates, noise=[n[0].cpu() for n in noise] if noise else None)
+
+
+def prepare_run(G, cfg: TeacherConfig, perceptual) -> tuple[PerceptualNets | None, torch.device, TeacherConfig]:
+    """The perceptual networks (None, warned once, when off), G's device, and ``cfg`` with its priors
+    resolved and moved to that device once, not per step (each copy would synchronize)."""
+    nets = resolve_perceptual(perceptual)
+    if nets is None:
+        _warn_no_perceptual()
+    device = next(G.parameters()).device
+    if any(v is None for v in (cfg.centroids, cfg.control_vectors, cfg.w_avg, cfg.w_std)):
+        cfg = resolve_priors(G, cfg, device)
+    cfg = cfg.replace(centroids=cfg.centroids.to(device), control_vectors=cfg.control_vectors.to(device),
+                      w_avg=cfg.w_avg.to(device))
+    return nets, device, cfg
 
 
 @functools.lru_cache(maxsize=1)
