@@ -124,10 +124,11 @@ def run(opts, net: pSp | None = None) -> int:
     device = pick_device(opts.device)
     net = pSp.from_checkpoint(opts.checkpoint, device=device) if net is None else net
     model = InferenceModel(net, device, opts.dtype, opts.compile)
-    demo = bool(getattr(net.opts, "demo_generator", False))
+    demo = net.opts.demo_generator
     if demo:
-        log.warning("DEMO checkpoint %s: its generator is the seeded demo generator (random weights); the faces "
-                    "show the mechanics, not photorealism", opts.checkpoint)
+        log.warning("DEMO checkpoint %s: its generator is the %s demo generator (64², %s); the images show the "
+                    "mechanics, not photorealism", opts.checkpoint, demo,
+                    "trained on UTKFace" if demo == "faces" else "random weights")
     size = int(getattr(net.opts, "resolution", None) or 256)
     input_nc = int(net.opts.input_nc)
     mask = parse_latent_mask(opts.latent_mask, model.n_latent)  # checked against the model before any work
@@ -238,7 +239,7 @@ def run(opts, net: pSp | None = None) -> int:
         "median_batch_ms": float(np.median(batch_times) * 1e3) if batch_times else None,
         # the batches after the first: no warm-up or compilation (r2s-evaluate's encoder speed)
         "steady_seconds_per_image": sum(batch_times[1:]) / sum(batch_sizes[1:]) if len(batch_times) > 1 else None,
-        "demo": demo, "n_variants": opts.n_variants,
+        "demo": bool(demo), "demo_generator": demo, "n_variants": opts.n_variants,
         "mixing": {"latent_mask": mask, "mix_alpha": 1.0 if opts.mix_alpha is None else opts.mix_alpha,
                    "truncation": opts.truncation, "seed": opts.seed} if opts.n_variants else None,
         "refine": {"steps": opts.refine_steps, "lr": opts.refine_lr, "perceptual": not opts.no_perceptual,

@@ -36,8 +36,9 @@ DEMO_GENERATOR_SEED = 0
 
 
 def prepare_demo(opts: argparse.Namespace, env: DistEnv) -> None:
-    """Demo world: demo generator, renders and projector targets under ``<exp_dir>/demo_data`` (rank 0
-    makes what is missing; the other ranks wait)."""
+    """Demo world: a demo generator (the face generator unless ``--demo_generator random``), renders and
+    projector targets under ``<exp_dir>/demo_data`` (rank 0 makes what is missing; the other ranks wait)."""
+    from render2style.options.demo_names import demo_kind
     from render2style.training.distributed import barrier
 
     data = Path(opts.exp_dir) / "demo_data"
@@ -45,12 +46,20 @@ def prepare_demo(opts: argparse.Namespace, env: DistEnv) -> None:
     opts.targets = opts.targets or str(data / "targets")
     opts.stylegan_weights = opts.stylegan_weights or "demo"
     opts.demo_seed = DEMO_GENERATOR_SEED
+    kind = demo_kind(opts.stylegan_weights)
+    own_targets = Path(opts.targets) == data / "targets"
+    if kind is None and own_targets:
+        raise SystemExit(f"the demo world makes its targets with a demo generator, not --stylegan_weights "
+                         f"{opts.stylegan_weights}: pass --renders and --targets made for that generator "
+                         "(r2s-generate-targets), or --stylegan_weights demo | demo-random")
     if env.is_main:
-        log.warning("DEMO world: demo generator (random weights, not photoreal), procedural renders in %s, "
-                    "teacher targets in %s", opts.renders, opts.targets)
+        log.warning("DEMO world: %s, procedural renders in %s, teacher targets in %s",
+                    {"faces": "demo face generator (64², UTKFace, not photoreal)",
+                     "random": "seeded random demo generator (colour noise)"}.get(kind, opts.stylegan_weights),
+                    opts.renders, opts.targets)
         _make_demo_renders(Path(opts.renders), opts)
-        if Path(opts.targets) == data / "targets":
-            _make_demo_targets(opts)
+        if own_targets:
+            _make_demo_targets(opts, kind)
     barrier(env)
 
 
@@ -62,12 +71,15 @@ def _make_demo_renders(root: Path, opts: argparse.Namespace) -> None:
     make_demo_renders(root, DEMO_RENDERS, seed=opts.seed, size=max(64, opts.resolution))
 
 
-def _make_demo_targets(opts: argparse.Namespace) -> None:
+def _make_demo_targets(opts: argparse.Namespace, kind: str) -> None:
     from render2style.datasets import build_render_source
-    from render2style.stylegan2 import demo_generator
+    from render2style.stylegan2 import load_demo
     from render2style.teacher import TeacherConfig
     from render2style.teacher.job import generate_targets
+    G, latent_avg, name = load_demo(kind, seed=opts.demo_seed)
     cfg = TeacherConfig.demo()
+    if latent_avg is not None:
+        cfg = cfg.replace(w_avg=latent_avg[0])
     log.warning("DEMO targets: Garbin et al. teacher (method %s) with the TeacherConfig.demo() CPU preset "
                 "(%d samples, %d CS-ANNS rounds, %d projector steps, %d seeds), perceptual (LPIPS) terms off. "
                 "Real targets: r2s-generate-targets with LPIPS weights",
@@ -76,8 +88,8 @@ def _make_demo_targets(opts: argparse.Namespace) -> None:
     source = build_render_source("renders", opts.renders)
     t0 = time.perf_counter()
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-        generate_targets(source, opts.targets, demo_generator(opts.demo_seed), cfg, DEMO_TEACHER_METHOD, False,
-                         shard=(0, 1), seed=opts.seed, generator_name="demo")
+        generate_targets(source, opts.targets, G, cfg, DEMO_TEACHER_METHOD, False,
+                         shard=(0, 1), seed=opts.seed, generator_name=name)
     log.info("demo targets made in %.0f s", time.perf_counter() - t0)
 
 

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from render2style.encoders.psp_encoders import build_encoder
+from render2style.options.demo_names import DEMO_KINDS, demo_kind
 from render2style.pretrained import KNOWN_WEIGHTS, MissingWeightsError, require_known_weights
-from render2style.stylegan2 import Generator, demo_generator, infer_config, load_generator, read_checkpoint
+from render2style.stylegan2 import Generator, infer_config, load_demo, load_generator, read_checkpoint
 from render2style.stylegan2.checkpoint import WEIGHTS_HELP
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ DEFAULT_OPTS: dict[str, Any] = dict(
     stylegan_weights=None,
     checkpoint_path=None,
     ir_se50_weights=None,
-    demo_generator=False,
+    demo_generator=None,
     demo_seed=0,
     latent_avg_samples=100_000,
 )
@@ -52,14 +53,23 @@ OptsLike = Union[argparse.Namespace, Mapping[str, Any]]
 def resolve_opts(opts: OptsLike) -> argparse.Namespace:
     """Namespace with every option of ``DEFAULT_OPTS`` (missing ones filled in; extra ones kept).
 
-    ``stylegan_weights == "demo"`` is the same as ``demo_generator=True``.
+    ``demo_generator`` is None (a generator file), 'faces' (the shipped demo face generator) or 'random' (the
+    seeded one); ``stylegan_weights`` 'demo' / 'demo-random' select them, and ``True`` (checkpoints written
+    before the face generator shipped) means 'random'.
     """
     d = dict(vars(opts) if isinstance(opts, argparse.Namespace) else opts)
     for k, v in DEFAULT_OPTS.items():
         if d.get(k) is None:
             d[k] = v
-    if d["stylegan_weights"] == "demo":
-        d["demo_generator"] = True
+    kind = demo_kind(d["stylegan_weights"])
+    if kind is not None:
+        d["demo_generator"] = kind
+    elif d["demo_generator"] is True:
+        d["demo_generator"] = "random"
+    elif d["demo_generator"] is False:
+        d["demo_generator"] = None
+    if d["demo_generator"] not in (None, *DEMO_KINDS):
+        raise ValueError(f"demo_generator must be one of {DEMO_KINDS} or None, got {d['demo_generator']!r}")
     return argparse.Namespace(**d)
 
 
@@ -128,11 +138,12 @@ def build_decoder(opts: argparse.Namespace, checkpoint: Mapping[str, Any] | None
         decoder_state = _sub_state(checkpoint["state_dict"], "decoder")
         return Generator(**infer_config(decoder_state, f"{opts.checkpoint_path} (decoder)")), None
     if opts.demo_generator:
-        return demo_generator(opts.demo_seed), None
+        G, latent_avg, _ = load_demo(opts.demo_generator, seed=opts.demo_seed)
+        return G, latent_avg
     if opts.stylegan_weights is not None:
         return load_generator(opts.stylegan_weights, size=opts.output_size)
     raise MissingWeightsError(f"pSp needs a StyleGAN2 generator: pass stylegan_weights ({WEIGHTS_HELP}), "
-                              "a checkpoint_path, or the demo generator (stylegan_weights='demo')")
+                              "a checkpoint_path, or a demo generator (stylegan_weights='demo' or 'demo-random')")
 
 
 class pSp(nn.Module):  # noqa: N801  (pSp's name)

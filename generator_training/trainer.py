@@ -233,10 +233,11 @@ class GeneratorTrainer:
             g_real = copy.deepcopy(self.G_ema)
         g_real = g_real.eval().requires_grad_(False)
         if given is None:
-            from render2style.generator_training.wang import build_identity_consistency
+            from render2style.generator_training.wang import WangLossSettings, build_identity_consistency
             given = build_identity_consistency(g_real=g_real, sketch_net=o.sketch_net,
                                                lpips_backbone=o.lpips_backbone,
-                                               identity_weights=o.identity_weights, device=self.device)
+                                               identity_weights=o.identity_weights, device=self.device,
+                                               settings=WangLossSettings.at_color_size(o.color_size))
         self.g_real = g_real
         self._info("identity consistency (Wang et al.): %s", getattr(given, "metadata", type(given).__name__))
         return given.to(self.device)

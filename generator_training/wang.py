@@ -61,6 +61,15 @@ class WangLossSettings:
     blur_kernel: int = 13
     blur_sigma: float = 10.0
 
+    @classmethod
+    def at_color_size(cls, color_size: int) -> WangLossSettings:
+        """The paper's settings with L_color at ``color_size``² instead of 256² (e.g. a 64² generator's own size,
+        16× less LPIPS work than upsampling to 256²), the blur scaled with it so that it covers the same part of
+        the face: σ = 10·size/256, taps the nearest odd number to 13·size/256 (at least 3)."""
+        ratio = color_size / cls.color_size
+        taps = max(3, 2 * round((cls.blur_kernel * ratio - 1) / 2) + 1)
+        return cls(color_size=color_size, blur_kernel=taps, blur_sigma=cls.blur_sigma * ratio)
+
 
 @dataclass(frozen=True)
 class XDoGSettings:

@@ -149,6 +149,9 @@ class GeneratorTrainOptions:
         g.add_argument("--sketch_net", type=str, default=None,
                        help="sketch extractor (TorchScript or ONNX); default: the differentiable stand-in, logged")
         g.add_argument("--lpips_backbone", type=str, default=None, help="VGG-16 weights for the colour LPIPS")
+        g.add_argument("--color_size", type=int_at_least(16), default=256,
+                       help="side of the colour loss's images (the paper's 256; a small generator's own size "
+                            "saves the upsampling), its Gaussian blur scaled to keep σ = 10/256 of the side")
         g.add_argument("--identity_weights", type=str, default=None,
                        help="identity network weights for the identity drift logged on fixed w")
 

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from render2style.cli import add_tool_info
+from render2style.options.demo_names import DEMO_KINDS, DEMO_WEIGHTS_NAME, demo_kind
 from render2style.options.validators import available_workers, float_at_least, int_at_least
 
 DEMO_EXP_DIR = "experiments/demo"
 LAMBDA = float_at_least(0.0)  # loss weights
 
-# The demo world on a CPU: 64x64 demo generator, 64x64 encoder input, a light pSp encoder (IR-SE18
+# The demo world on a CPU: the 64x64 demo face generator, 64x64 encoder input, a light pSp encoder (IR-SE18
 # backbone, 128-wide map2style blocks: 21M parameters instead of 152M; best_model.pt ~95 MB), a few
 # hundred steps of Adam at 1e-3 (in so short a run Ranger's rectified warm-up and lookahead leave the
 # latent loss nearly flat; full-size jobs keep pSp's Ranger at 1e-4). Each can still be overridden on
@@ -103,8 +104,11 @@ class TrainOptions:
                        help="encoder input (and loss) resolution; also sizes the map2style blocks")
         g.add_argument("--stylegan_weights", type=str, default=None,
                        help="StyleGAN2 checkpoint (rosinality .pt or converted ADA), a registry name (ffhq-1024: "
-                            "downloaded once into $RENDER2STYLE_CACHE), or 'demo' for the seeded demo generator "
-                            "(the default in the demo world)")
+                            "downloaded once into $RENDER2STYLE_CACHE), or a demo generator: 'demo' (the shipped "
+                            "64² face generator, the demo world's default) or 'demo-random' (seeded random weights)")
+        g.add_argument("--demo_generator", choices=DEMO_KINDS, default=None,
+                       help="the demo world's generator: faces (default; trained on UTKFace, non-commercial "
+                            "research terms) or random (seeded random weights, the tests' generator)")
         g.add_argument("--checkpoint_path", type=str, default=None,
                        help="pSp checkpoint to start from, or a registry name such as psp_ffhq_encode (weights "
                             "only; use --resume to continue a run)")
@@ -179,6 +183,12 @@ class TrainOptions:
             self.parser.set_defaults(**DEMO_DEFAULTS)
             opts = self.parser.parse_args(argv)
             opts.demo = True
+        if opts.demo_generator is not None:
+            named = demo_kind(opts.stylegan_weights)
+            if opts.stylegan_weights is not None and named != opts.demo_generator:
+                self.parser.error(f"--demo_generator {opts.demo_generator} conflicts with --stylegan_weights "
+                                  f"{opts.stylegan_weights}")
+            opts.stylegan_weights = DEMO_WEIGHTS_NAME[opts.demo_generator]
         if opts.resolution < 16 or opts.style_channels < 1:
             self.parser.error("--resolution must be >= 16 and --style_channels >= 1")
         if opts.input_nc not in (3, 4):

@@ -91,7 +91,7 @@ def random_psp(config: str, device: torch.device) -> pSp:
     from render2style.stylegan2 import Generator
     if config == "demo":
         demo = {k: v for k, v in DEMO_DEFAULTS.items() if k in DEFAULT_OPTS}   # encoder size, resolutions
-        return pSp({**demo, "stylegan_weights": "demo", "ir_se50_weights": "none"}).to(device).eval()
+        return pSp({**demo, "stylegan_weights": "demo-random", "ir_se50_weights": "none"}).to(device).eval()
     if config != "full":
         raise ValueError(f"unknown config {config!r}; expected demo or full")
     G = Generator(1024)

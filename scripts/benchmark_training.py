@@ -175,7 +175,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     device = torch.device(spec["device"])
     opts = TrainOptions().parse(train_argv(spec))
     if opts.demo:  # as train_encoder.prepare_demo, without making renders and targets
-        opts.stylegan_weights, opts.demo_seed = "demo", DEMO_GENERATOR_SEED
+        opts.stylegan_weights, opts.demo_seed = "demo-random", DEMO_GENERATOR_SEED
     apply_perceptual_policy(opts)
     t0 = time.perf_counter()
     net = build_model(opts)

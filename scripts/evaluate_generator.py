@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         "r2s-evaluate-generator --stylegan_weights demo-random --real photos/ --vgg16_weights vgg16.ckpt "
         "--out eval_random/"])
     p.add_argument("--stylegan_weights", required=True,
-                   help="generator checkpoint (rosinality layout, g_ema), or 'demo-random' for the seeded "
-                        "random-weights demo generator")
+                   help="generator checkpoint (rosinality layout, g_ema), or 'demo' (the shipped demo face "
+                        "generator) / 'demo-random' (the seeded random-weights one)")
     p.add_argument("--real", required=True, help="folder of real photos (the generator's training data)")
     p.add_argument("--held_out_every", type=int, default=40,
                    help="photos whose sorted position is ≡ −1 mod this were held out of training: the FD uses "
@@ -66,18 +66,21 @@ def main(argv: list[str] | None = None) -> dict:
         generator_samples,
     )
     from render2style.generator_training.reconstruction import split_indices
+    from render2style.options.demo_names import demo_kind
     from render2style.stylegan2 import demo_generator, load_generator
+    from render2style.stylegan2.demo import DEMO_FACES_WEIGHTS
     from render2style.utils.io import atomic_save_image, atomic_write_json, file_sha256
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.stylegan_weights == "demo-random":
+    kind = demo_kind(args.stylegan_weights)
+    if kind == "random":
         G, source = demo_generator(0, device=args.device), {"generator": "demo-random (seeded random weights)"}
     else:
-        G = load_generator(args.stylegan_weights, device=args.device)[0]
-        source = {"generator": str(Path(args.stylegan_weights).resolve()),
-                  "sha256": file_sha256(args.stylegan_weights)}
+        weights = DEMO_FACES_WEIGHTS if kind == "faces" else Path(args.stylegan_weights)
+        G = load_generator(weights, device=args.device)[0]
+        source = {"generator": str(weights.resolve()), "sha256": file_sha256(weights)}
     photos, _ = load_photo_array(args.real, G.size)
     if args.held_out_every:
         train_idx, held_idx = split_indices(len(photos), args.held_out_every)

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "r2s-fit-control-vectors --stylegan_weights stylegan2-ffhq-config-f.pt --unsupervised 33 --centroids 8 \\\n"
         "--out cv_pca.pt"])
     p.add_argument("--stylegan_weights", default="demo",
-                   help="StyleGAN2 checkpoint (rosinality layout) or 'demo' for the seeded demo generator")
+                   help="StyleGAN2 checkpoint (rosinality layout), or 'demo' (the demo face generator) / "
+                        "'demo-random' (the seeded random one)")
     p.add_argument("--labels", help="CSV: 'seed' or 'latent' column, then attribute columns")
     p.add_argument("--method", choices=("lstsq", "mean_diff"), default="lstsq",
                    help="least-squares regression of W on the attributes, or class-mean difference (0/1 labels)")
@@ -46,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_generator_arg(weights: str, device: str):
-    from render2style.stylegan2 import demo_generator, load_generator
-    if weights == "demo":
-        log.warning("using the DEMO generator (random weights): vectors only fit the demo world")
-        return demo_generator(0, device=device)
+    from render2style.options.demo_names import demo_kind
+    from render2style.stylegan2 import load_demo, load_generator
+    kind = demo_kind(weights)
+    if kind is not None:
+        log.warning("using the %s DEMO generator: vectors only fit the demo world", weights)
+        return load_demo(kind, device=device)[0]
     return load_generator(weights, device=device)[0]
 
 

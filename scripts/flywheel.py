@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
     from render2style.datasets import build_render_source, make_demo_renders
     from render2style.scripts.benchmark_teacher_quality import write_csv
-    from render2style.scripts.generate_targets import load_generator_arg
+    from render2style.scripts.generate_targets import default_preset, load_generator_arg
     from render2style.teacher import PerceptualNets, TeacherConfig, resolve_priors, run_teacher
     from render2style.teacher.encoder_init import EncoderInit, run_encoder_init_teacher
     from render2style.teacher.job import teacher_input
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
     G, w_avg, g_name = load_generator_arg(args.stylegan_weights, device)
-    preset = args.preset or ("demo" if args.stylegan_weights is None else "paper")
+    preset = args.preset or default_preset(args.stylegan_weights)
     cfg = (TeacherConfig.demo() if preset == "demo" else TeacherConfig()).replace(
         **TeacherConfig.parse_overrides(args.overrides))
     if w_avg is not None:

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dual: Wang et al.'s 500-step W+ projection from w̄ (LPIPS, noise maps regularized), or "
                         "Garbin et al.'s steps 1-4, run in G_rendering")
     p.add_argument("--stylegan_weights", help="StyleGAN2 checkpoint (rosinality layout) or a registry name "
-                                              "(ffhq-1024); default: the seeded DEMO generator")
+                                              "(ffhq-1024), or 'demo' (the default: the "
+                                              "shipped 64² DEMO face generator) / 'demo-random' (seeded random)")
     p.add_argument("--init_encoder", help="the flywheel (garbin): start the teacher from this encoder's E(x) "
                                           "(pSp checkpoint or registry name, trained for --stylegan_weights)")
     p.add_argument("--init_mode", choices=INIT_MODES, default="replace",
@@ -103,11 +104,17 @@ def default_device() -> str:
     return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
 
 
+def default_preset(stylegan_weights: str | None) -> str:
+    """The teacher preset when none is given: 'demo' for a demo generator (or none), else 'paper'."""
+    from render2style.options.demo_names import demo_kind
+    return "demo" if stylegan_weights is None or demo_kind(stylegan_weights) else "paper"
+
+
 def build_config(args, G):
     """The ``TeacherConfig`` of the preset with the command line's changes."""
     from render2style.teacher import TeacherConfig
     from render2style.teacher.control_vectors import load_vectors
-    preset = args.preset or ("demo" if args.stylegan_weights is None else "paper")
+    preset = args.preset or default_preset(args.stylegan_weights)
     cfg = TeacherConfig.demo() if preset == "demo" else TeacherConfig()
     changes = TeacherConfig.parse_overrides(args.overrides)
     if args.seeds is not None:
@@ -154,14 +161,19 @@ def weights_used(args, cfg, perceptual) -> dict:
 
 
 def load_generator_arg(path: str | None, device: str):
-    """(G, w_avg or None, name recorded in run.json)."""
+    """(G, w_avg or None, name recorded in run.json); no path or 'demo': the demo face generator."""
+    from render2style.options.demo_names import demo_kind
     from render2style.pretrained import resolve_weights
-    from render2style.stylegan2 import demo_generator, load_generator
-    if path is None:
-        log.warning("no --stylegan_weights: using the seeded DEMO generator (not photoreal)")
-        return demo_generator(0, device=device), None, "demo"
-    G, latent_avg = load_generator(path, device=device)
-    return G, (None if latent_avg is None else latent_avg[0].cpu()), str(resolve_weights(path).resolve())
+    from render2style.stylegan2 import load_demo, load_generator
+    kind = "faces" if path is None else demo_kind(path)
+    if kind is not None:
+        G, latent_avg, name = load_demo(kind, device=device)
+        log.warning("%s: using the %s DEMO generator (64², not photoreal)",
+                    "no --stylegan_weights" if path is None else f"--stylegan_weights {path}", name)
+    else:
+        G, latent_avg = load_generator(path, device=device)
+        name = str(resolve_weights(path).resolve())
+    return G, (None if latent_avg is None else latent_avg[0].cpu()), name
 
 
 def load_rendering_generator(args, g_real, real_name: str, w_avg, device: str):

@@ -7,7 +7,9 @@
 - :func:`demo_generator` makes a small StyleGAN2 whose weights are drawn from a seed: the same on every machine,
   images of colour noise; the tests' generator.
 
-Switch to real weights with ``--stylegan_weights stylegan2-ffhq-config-f.pt``.
+The demo world uses the face generator (``--stylegan_weights demo``, or ``--demo_generator faces``); the
+random one is ``demo-random`` (``--demo_generator random``). Switch to real weights with
+``--stylegan_weights stylegan2-ffhq-config-f.pt``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from render2style.options.demo_names import DEMO_KINDS
 from render2style.stylegan2.model import Generator
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,18 @@ DEMO_IMAGE_STD = 0.5
 #: The shipped demo face generator and its record (checksum, recipe, quality, sample checksum).
 DEMO_FACES_WEIGHTS = Path(__file__).with_name("weights") / "demo_faces64.pt"
 DEMO_FACES_RECORD = DEMO_FACES_WEIGHTS.with_suffix(".json")
+#: The generator name recorded in targets' ``run.json`` and encoder checkpoints, by kind.
+DEMO_GENERATOR_NAMES = {"faces": "demo-faces64", "random": "demo-random"}
+
+
+def load_demo(kind: str, *, seed: int = 0, device: str | torch.device = "cpu"
+              ) -> tuple[Generator, torch.Tensor | None, str]:
+    """``(G, latent_avg [1, 512] or None, name)`` of a demo generator: 'faces' (shipped) or 'random' (seeded)."""
+    if kind == "faces":
+        return (*demo_face_generator(device), DEMO_GENERATOR_NAMES[kind])
+    if kind == "random":
+        return demo_generator(seed, device), None, DEMO_GENERATOR_NAMES[kind]
+    raise ValueError(f"unknown demo generator {kind!r}: expected one of {DEMO_KINDS}")
 
 
 def demo_face_generator(device: str | torch.device = "cpu") -> tuple[Generator, torch.Tensor]:

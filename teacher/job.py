@@ -268,12 +268,13 @@ def run_config(G, cfg: TeacherConfig, method: str, perceptual, generator_name: s
     use_perceptual = perceptual is not False
     return {"method": method, "generator": generator_name, "size": G.size, "n_latent": G.n_latent,
             "style_dim": G.style_dim, "perceptual": use_perceptual,
-            "demo": generator_name == "demo" or not use_perceptual, "seed": seed, "flip": flip,
+            "demo": generator_name.startswith("demo") or not use_perceptual, "seed": seed, "flip": flip,
             "teacher": cfg.as_dict(), **(extra or {})}
 
 
 def _log_demo(config: dict[str, Any]) -> None:
-    reasons = (["demo generator (random weights, not photoreal)"] if config["generator"] == "demo" else []) + (
+    reasons = ([f"{config['generator']} generator (64², not photoreal)"] if config["generator"].startswith("demo")
+               else []) + (
         [] if config["perceptual"] else ["perceptual terms OFF (LPIPS/VGG dropped by the demo option)"])
     if reasons:
         log.warning("DEMO targets: %s", "; ".join(reasons))

@@ -24,7 +24,7 @@ def net():
     """pSp with the demo generator (64², 10 styles) and a randomly initialised encoder whose weights are
     rounded to fp16 values, so the test checkpoint can store them in half the space without changing them."""
     torch.manual_seed(0)
-    model = pSp({"stylegan_weights": "demo", "ir_se50_weights": "none", "resolution": SIZE}).eval()
+    model = pSp({"stylegan_weights": "demo-random", "ir_se50_weights": "none", "resolution": SIZE}).eval()
     with torch.no_grad():
         for t in model.encoder.state_dict().values():
             if t.is_floating_point():

@@ -125,7 +125,7 @@ def test_generate_targets_with_an_init_encoder(tmp_path):
 
     from render2style.scripts import generate_targets
     torch.manual_seed(0)
-    enc = pSp({"stylegan_weights": "demo", "ir_se50_weights": "none", "resolution": 32,
+    enc = pSp({"stylegan_weights": "demo-random", "ir_se50_weights": "none", "resolution": 32,
                "latent_avg_samples": 64}).eval()
     torch.save(enc.checkpoint_dict(), tmp_path / "enc.pt")
     out = tmp_path / "targets"

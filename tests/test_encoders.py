@@ -284,7 +284,7 @@ def test_official_checkpoint_without_new_opts_builds_psp_architecture(official_m
 
 
 def test_resolution_and_style_channels_are_stored_in_and_restored_from_opts(tmp_path):
-    opts = dict(stylegan_weights="demo", ir_se50_weights="none", latent_avg_samples=10, encoder_num_layers=18,
+    opts = dict(stylegan_weights="demo-random", ir_se50_weights="none", latent_avg_samples=10, encoder_num_layers=18,
                 resolution=64, style_channels=16)
     model = randomize_(pSp(opts), seed=4).eval()
     ckpt = model.checkpoint_dict()
@@ -345,7 +345,7 @@ def test_latent_avg_computed_from_mapping_when_absent(tmp_path):
 
 
 def test_demo_pSp_adds_latent_avg_and_mixes_styles():
-    model = pSp(dict(stylegan_weights="demo", latent_avg_samples=500)).eval()
+    model = pSp(dict(stylegan_weights="demo-random", latent_avg_samples=500)).eval()
     assert (model.opts.output_size, model.n_styles) == (64, 10)
     x, inject = torch.randn(1, 3, 64, 64), torch.randn(1, 10, 512)
     with torch.no_grad():
@@ -362,7 +362,7 @@ def test_demo_pSp_adds_latent_avg_and_mixes_styles():
 def test_four_channel_input_initialized_from_rgb_arcface_weights(tmp_path):
     arcface = randomize_(Backbone(112, 50, "ir_se"), seed=5).state_dict()
     torch.save(arcface, tmp_path / "model_ir_se50.pth")
-    model = pSp(dict(stylegan_weights="demo", latent_avg_samples=10, input_nc=4,
+    model = pSp(dict(stylegan_weights="demo-random", latent_avg_samples=10, input_nc=4,
                      ir_se50_weights=str(tmp_path / "model_ir_se50.pth")))
     w = model.encoder.input_layer[0].weight
     assert w.shape == (64, 4, 3, 3)
@@ -385,7 +385,8 @@ def test_arcface_weights_refused_for_a_light_backbone(tmp_path):
 
 def test_missing_arcface_file_names_it_and_its_source(tmp_path):
     with pytest.raises(MissingWeightsError, match="model_ir_se50.pth.*pixel2style2pixel"):
-        pSp(dict(stylegan_weights="demo", latent_avg_samples=10, ir_se50_weights=str(tmp_path / "model_ir_se50.pth")))
+        pSp(dict(stylegan_weights="demo-random", latent_avg_samples=10,
+                 ir_se50_weights=str(tmp_path / "model_ir_se50.pth")))
 
 
 def test_real_generator_without_arcface_option_is_an_error(tmp_path):

@@ -21,7 +21,7 @@ def exported(tmp_path_factory):
     """A tiny 4-channel pSp (32² input, demo 64² generator, 10 styles) with a non-zero noise strength,
     saved as a checkpoint and exported."""
     torch.manual_seed(0)
-    net = pSp({"stylegan_weights": "demo", "ir_se50_weights": "none", "resolution": 32, "input_nc": 4,
+    net = pSp({"stylegan_weights": "demo-random", "ir_se50_weights": "none", "resolution": 32, "input_nc": 4,
                "latent_avg_samples": 64}).eval()
     with torch.no_grad():
         for m in net.decoder.modules():

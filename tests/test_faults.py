@@ -153,8 +153,8 @@ def net():
 
     from render2style.encoders.psp import pSp
     torch.manual_seed(0)
-    return pSp({"stylegan_weights": "demo", "ir_se50_weights": "none", "resolution": 32, "encoder_num_layers": 18,
-                "style_channels": 16, "latent_avg_samples": 512}).eval()
+    return pSp({"stylegan_weights": "demo-random", "ir_se50_weights": "none", "resolution": 32,
+                "encoder_num_layers": 18, "style_channels": 16, "latent_avg_samples": 512}).eval()
 
 
 def encode(net, *args):

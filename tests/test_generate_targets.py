@@ -280,7 +280,7 @@ def test_script_demo_run_makes_demo_renders_and_is_resumable(tmp_path, monkeypat
     assert generate_targets.main(argv)["done"] == 2
     assert (tmp_path / "demo_renders" / "annotations.json").is_file()
     run_cfg = json.loads((tmp_path / "run.json").read_text())
-    assert run_cfg["generator"] == "demo" and run_cfg["demo"] is True and run_cfg["teacher"]["proj_steps"] == 3
+    assert run_cfg["generator"] == "demo-faces64" and run_cfg["demo"] is True and run_cfg["teacher"]["proj_steps"] == 3
     assert generate_targets.main(argv)["done"] == 0
 
 

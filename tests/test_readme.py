@@ -136,7 +136,7 @@ def scratch(tmp_path_factory):
     make_demo_renders(root / "renders", 3, seed=0, size=64)
     shutil.copytree(root / "renders", root / "photos")
     torch.manual_seed(0)
-    net = pSp({"stylegan_weights": "demo", "ir_se50_weights": "none", "resolution": 64, "encoder_num_layers": 18,
+    net = pSp({"stylegan_weights": "demo-random", "ir_se50_weights": "none", "resolution": 64, "encoder_num_layers": 18,
                "style_channels": 32})
     (root / CKPT).parent.mkdir(parents=True)
     torch.save(net.checkpoint_dict(), root / CKPT)
@@ -147,15 +147,15 @@ def scratch(tmp_path_factory):
     return root
 
 
-def _mapped_targets(opts):
+def _mapped_targets(opts, kind):
     """Teacher-format demo targets without the teacher (its command runs above): G(mapping(z)) per render."""
     import torch
 
     from render2style.datasets import build_render_source
-    from render2style.stylegan2 import demo_generator
+    from render2style.stylegan2 import load_demo
     from render2style.teacher.job import to_pil, write_target
 
-    G = demo_generator(opts.demo_seed)
+    G = load_demo(kind, seed=opts.demo_seed)[0]
     with torch.no_grad():
         for i, rid in enumerate(build_render_source("renders", opts.renders).ids):
             w = G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(i))).repeat(G.n_latent, 1)

@@ -354,7 +354,7 @@ def _demo_world(tmp_path, n=8):
 
 def _demo_opts(tmp_path, renders, targets, *extra):
     args = ["--dataset", "renders", "--renders", str(renders), "--targets", str(targets),
-            "--exp_dir", str(tmp_path / "exp"), "--stylegan_weights", "demo", "--ir_se50_weights", "none",
+            "--exp_dir", str(tmp_path / "exp"), "--stylegan_weights", "demo-random", "--ir_se50_weights", "none",
             "--output_size", "64", "--resolution", "64", "--device", "cpu", "--batch_size", "4",
             "--test_batch_size", "4", "--workers", "0", "--test_workers", "0", "--learning_rate", "1e-3",
             "--lpips_lambda", "0", "--id_lambda", "0", "--board_interval", "1", "--image_interval", "10"]
@@ -451,10 +451,47 @@ def test_demo_targets_come_from_the_garbin_teacher(tmp_path, monkeypatch):
         n=len(source.ids), out=str(out), G=G, cfg=cfg, method=method, perceptual=perceptual))
     make_demo_renders(tmp_path / "renders", 2, seed=0, size=64)
     opts = argparse.Namespace(renders=str(tmp_path / "renders"), targets=str(tmp_path / "targets"), demo_seed=0, seed=0)
-    train_encoder._make_demo_targets(opts)
+    train_encoder._make_demo_targets(opts, "random")
     assert calls["method"] == "garbin" and calls["perceptual"] is False and calls["n"] == 2
     assert calls["cfg"] == TeacherConfig.demo() and calls["cfg"].lambda_landm > 0  # dlib landmark term on
     assert calls["G"].size == 64 and calls["out"] == opts.targets
+
+
+def test_demo_world_uses_the_face_generator(tmp_path, monkeypatch):
+    """No arguments: the shipped face generator decodes, its latent_avg starts the teacher, the targets' run
+    names it; ``--demo_generator random`` is the seeded one; a real generator file cannot make demo targets."""
+    import render2style.teacher.job as job
+    from render2style import train_encoder
+    from render2style.stylegan2 import demo_generator
+    from render2style.stylegan2.demo import demo_face_generator
+    from render2style.training.distributed import DistEnv
+    from render2style.training.trainer import build_model
+
+    calls = {}
+    monkeypatch.setattr(job, "generate_targets", lambda source, out, G, cfg, method, perceptual, **kw: calls.update(
+        G=G, cfg=cfg, name=kw["generator_name"]))
+    faces, latent_avg = demo_face_generator()
+    env = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    opts = TrainOptions().parse(["--dataset", "renders", "--exp_dir", str(tmp_path / "faces")])
+    train_encoder.prepare_demo(opts, env)
+    assert opts.stylegan_weights == "demo" and calls["name"] == "demo-faces64"
+    assert torch.equal(calls["G"].state_dict()["to_rgb1.conv.weight"], faces.state_dict()["to_rgb1.conv.weight"])
+    assert torch.equal(calls["cfg"].w_avg, latent_avg[0])
+    net = build_model(opts)
+    assert net.opts.demo_generator == "faces" and torch.equal(net.latent_avg[0], latent_avg[0])
+
+    opts = TrainOptions().parse(["--dataset", "renders", "--exp_dir", str(tmp_path / "random"),
+                                 "--demo_generator", "random"])
+    train_encoder.prepare_demo(opts, env)
+    assert opts.stylegan_weights == "demo-random" and calls["name"] == "demo-random" and calls["cfg"].w_avg is None
+    assert torch.equal(calls["G"].state_dict()["to_rgb1.conv.weight"],
+                       demo_generator(0).state_dict()["to_rgb1.conv.weight"])
+    opts = TrainOptions().parse(["--dataset", "renders", "--exp_dir", str(tmp_path / "file"),
+                                 "--stylegan_weights", "g.pt"])
+    with pytest.raises(SystemExit, match="demo world makes its targets with a demo generator"):
+        train_encoder.prepare_demo(opts, env)
+    with pytest.raises(SystemExit):
+        TrainOptions().parse(["--dataset", "renders", "--demo_generator", "random", "--stylegan_weights", "demo"])
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 
 from render2style.generator_training.wang import (
     IdentityConsistencyWithDrift,
+    WangLossSettings,
     XDoGSketch,
     build_identity_consistency,
 )
@@ -80,6 +81,20 @@ def test_colour_input_is_resized_to_256_before_the_blur(loss):
     pooled = torch.nn.functional.avg_pool2d(x, 2)[0].numpy()
     reference = np.stack([gaussian_filter(c, sigma=10.0, truncate=0.6, mode="mirror") for c in pooled])
     np.testing.assert_allclose(loss.color_input(x)[0].numpy(), reference, atol=1e-5)
+
+
+def test_colour_size_option_scales_the_blur_with_the_image(g_real, vgg_file):
+    """--color_size 64: 256² images pooled to 64², blurred with σ = 10·64/256 = 2.5 and 3 taps (radius 1)."""
+    settings = WangLossSettings.at_color_size(64)
+    assert (settings.color_size, settings.blur_kernel, settings.blur_sigma) == (64, 3, 2.5)
+    assert WangLossSettings.at_color_size(256) == WangLossSettings()
+    small = build_identity_consistency(g_real=g_real, sketch_net=None, lpips_backbone=str(vgg_file),
+                                       identity_weights=None, device="cpu", settings=settings)
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    pooled = torch.nn.functional.avg_pool2d(x, 4)[0].numpy()
+    reference = np.stack([gaussian_filter(c, sigma=2.5, truncate=0.4, mode="mirror") for c in pooled])
+    np.testing.assert_allclose(small.color_input(x)[0].numpy(), reference, atol=1e-5)
+    assert np.abs(reference - pooled).mean() > 0.05
 
 
 def test_losses_are_zero_for_identical_generators_and_grow_with_the_perturbation(loss, g_real):
