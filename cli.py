@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from render2style import __version__
+from render2style.utils.malloc import retain_freed_memory
 
 
 class RawDescriptionDefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter,
@@ -103,6 +104,7 @@ def run_tool(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, "").lower() not in ("", "0", "false", "no")
     args = [a for a in args if a != DEBUG_FLAG]
+    retain_freed_memory()          # large CPU tensors reused, not page-faulted in again (utils/malloc.py)
     try:
         return exit_status(main(args))
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from render2style.encoders.fold import inference_encoder
+from render2style.utils.malloc import retain_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class InferenceModel:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if dtype == "fp16" and device.type == "cpu":
             log.warning("fp16 autocast on the CPU is slow and less accurate than bf16; consider --dtype bf16")
+        if device.type == "cpu":
+            retain_freed_memory()       # no page faults on every large activation (utils/malloc.py)
         self.net, self.device, self.dtype = net.eval().to(device), device, dtype
         self.n_latent = net.decoder.n_latent
         # BatchNorm folded into the convolutions, channels_last (a copy: ``net`` keeps its own encoder)
