@@ -67,6 +67,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline", default=None, metavar="DIR",
                    help="also time an older source tree against this one (DIR holds its render2style package, "
                         "e.g. from `git archive`): interleaved A/B calls on the same weights, CPU; outputs compared")
+    p.add_argument("--peak_gflops", type=float, default=None,
+                   help="the device's peak GFLOP/s at the measured precision (e.g. 2 cores x 2.6 GHz x 32 fp32 "
+                        "FLOP/cycle = 166 for the build machine's AVX-512 CPU): rows then report the fraction of "
+                        "it that the best throughput reaches; GPUs' peaks are not looked up (no table)")
     p.add_argument("--ab_batches", default="1,8", help="with --baseline: comma-separated batch sizes")
     p.add_argument("--ab_rounds", type=int, default=5, help="with --baseline: A/B pairs per batch size")
     p.add_argument("--json", default=None, help="write the results as JSON here")
@@ -74,6 +78,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.iters < 1 or args.warmup < 0 or args.ab_rounds < 1:
         p.error("--iters and --ab_rounds must be >= 1 and --warmup >= 0")
+    if args.peak_gflops is not None and args.peak_gflops <= 0:
+        p.error(f"--peak_gflops must be > 0, got {args.peak_gflops}")
     if args.baseline and not (Path(args.baseline) / "render2style" / "__init__.py").is_file():
         p.error(f"--baseline {args.baseline}: expected a folder holding a render2style package "
                 f"({Path(args.baseline) / 'render2style' / '__init__.py'} not found)")
@@ -124,14 +130,54 @@ def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmu
     return times
 
 
+def multiply_adds(fn: Callable, *args) -> int:
+    """Multiply-adds of one call ``fn(*args)``: half of what ``torch.utils.flop_counter.FlopCounterMode``
+    counts (2 FLOPs per multiply-add of every convolution, transposed and functional ones included, and matrix
+    product; element-wise ops are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops() // 2
+
+
+def model_multiply_adds(model, size: int) -> dict[str, int]:
+    """Multiply-adds per image of ``model``'s (an ``InferenceModel``) encoder (``size``² input) and of its
+    generator (the synthesis from the W+ codes), counted on one image."""
+    import torch
+    x = torch.zeros(1, 3, size, size, device=model.device)
+    codes = model.encode(x)
+    grads = [(p, p.requires_grad) for p in model.net.parameters()]
+    try:       # no_grad, not inference mode, on frozen parameters: what the counter's module tracker accepts
+        for p, _ in grads:
+            p.requires_grad_(False)
+        with torch.no_grad():
+            return {"encoder": multiply_adds(model._encode, x), "generator": multiply_adds(model._decode, codes)}
+    finally:
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+def add_flop_rates(row: dict, macs_per_image: int, peak_gflops: float | None) -> dict:
+    """``row`` with the multiply-adds per image of its stage, the FLOP rate its best throughput reaches
+    (2 FLOPs per multiply-add) and, given the device's peak (GFLOP/s), the fraction of it."""
+    row["gmacs_per_img"] = macs_per_image / 1e9
+    row["achieved_gflops"] = 2 * row["gmacs_per_img"] * row["throughput_img_s_best"]
+    row["peak_fraction"] = row["achieved_gflops"] / peak_gflops if peak_gflops else None
+    return row
+
+
 def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.device, batch: int,
-                iters: int, warmup: int, size: int = 256) -> list[dict]:
-    """Batch-1 latency and batch throughput of the encoder and of encoder+generator on ``size``² inputs."""
+                iters: int, warmup: int, size: int = 256, macs: dict[str, int] | None = None,
+                peak_gflops: float | None = None) -> list[dict]:
+    """Batch-1 latency and batch throughput of the encoder and of encoder+generator on ``size``² inputs; with
+    ``macs`` (:func:`model_multiply_adds`) also the FLOP rate reached (:func:`add_flop_rates`)."""
     import torch
 
     from render2style.inference.engine import InferenceModel
     model = InferenceModel(net, device, dtype, compile=mode != "eager",
                            compile_mode="reduce-overhead" if mode == "graphed" else None)
+    macs = macs or model_multiply_adds(model, size)
+    stage_macs = {"encoder": macs["encoder"], "encoder+generator": macs["encoder"] + macs["generator"]}
     rows = []
     for stage, fn in (("encoder", model.encode), ("encoder+generator", model)):
         if device.type == "cuda":
@@ -148,10 +194,12 @@ def bench_model(net: pSp, config: str, dtype: str, mode: str, device: torch.devi
             "peak_mem_mb": peak_memory_mb(device), "bench_s": time.perf_counter() - t0,
             "input": f"{size}²", "output": f"{net.decoder.size}²",
         })
-        r = rows[-1]
+        r = add_flop_rates(rows[-1], stage_macs[stage], peak_gflops)
         log.info("%-5s %-18s %-4s %-8s batch-1 %.1f ms (median %.1f), batch %d: %.2f img/s (median %.2f), "
-                 "peak %.0f MiB", config, stage, dtype, mode, r["latency_ms_min"], r["latency_ms_median"], batch,
-                 r["throughput_img_s_best"], r["throughput_img_s_median"], r["peak_mem_mb"])
+                 "peak %.0f MiB; %.2f GMAC/img, %.1f GFLOP/s%s", config, stage, dtype, mode, r["latency_ms_min"],
+                 r["latency_ms_median"], batch, r["throughput_img_s_best"], r["throughput_img_s_median"],
+                 r["peak_mem_mb"], r["gmacs_per_img"], r["achieved_gflops"],
+                 "" if r["peak_fraction"] is None else f" ({100 * r['peak_fraction']:.0f} % of peak)")
     check = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     images, _ = model(check)
     rows[-1]["check_images"] = images.cpu()      # compared with fp32 eager in main (then dropped)
@@ -219,6 +267,12 @@ class TreeWorker:
         wall, cpu = self._reply().split()
         return float(wall), float(cpu)
 
+    def multiply_adds(self) -> int:
+        """Multiply-adds per image of encoder + generator (the tree needs ``model_multiply_adds``)."""
+        self.proc.stdin.write("macs\n")
+        self.proc.stdin.flush()
+        return sum(int(v) for v in self._reply().split())
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.stdin.write("quit\n")
@@ -227,11 +281,13 @@ class TreeWorker:
 
 
 def compare_trees(baseline: str, config: str, dtype: str, batches: Sequence[int], rounds: int,
-                  threads: int | None) -> list[dict]:
+                  threads: int | None, peak_gflops: float | None = None) -> list[dict]:
     """This tree (A) against ``baseline`` (B) on the same random weights: per batch size, ``rounds`` pairs of
     calls in alternating order (A B, B A, ...) after one untimed call each; speedup = median of the per-pair
     ratios B / A, of wall-clock and of process CPU time (the steadier one on a shared machine: it leaves out the
-    time the process waited for a core); the two trees' images of the first call compared (relative L2, max |Δ|)."""
+    time the process waited for a core); the two trees' images of the first call compared (relative L2, max |Δ|);
+    the FLOP rate of each tree's median from this tree's multiply-adds per image (and the fraction of
+    ``peak_gflops``)."""
     import tempfile
 
     import torch
@@ -241,6 +297,7 @@ def compare_trees(baseline: str, config: str, dtype: str, batches: Sequence[int]
         workers["baseline"] = TreeWorker(baseline, config, dtype, threads, state)  # loads them
         rows = []
         try:
+            gmacs = workers["this"].multiply_adds() / 1e9
             for batch in batches:
                 for name, w in workers.items():
                     w.run(batch, save=Path(tmp) / f"{name}.pt")
@@ -261,6 +318,10 @@ def compare_trees(baseline: str, config: str, dtype: str, batches: Sequence[int]
                              "speedup_max": max(ratios), "pairs": rounds,
                              "rel_l2": float((a - b).norm() / b.norm()), "max_abs_diff": float((a - b).abs().max())})
                 r = rows[-1]
+                r["gmacs_per_img"] = gmacs
+                for name in ("this", "baseline"):
+                    r[f"{name}_gflops"] = 2 * gmacs / r[f"{name}_s_img_median"]
+                    r[f"{name}_peak_fraction"] = r[f"{name}_gflops"] / peak_gflops if peak_gflops else None
                 log.info("A/B %s %s batch %d: %.3f s/img vs baseline %.3f s/img: %.2fx (pairs %.2f-%.2f), "
                          "outputs rel. L2 %.1e", config, dtype, batch, r["this_s_img_median"],
                          r["baseline_s_img_median"], r["speedup_median"], r["speedup_min"], r["speedup_max"],
@@ -272,17 +333,22 @@ def compare_trees(baseline: str, config: str, dtype: str, batches: Sequence[int]
 
 
 def ab_markdown(rows: Sequence[dict]) -> str:
+    peak = "; % of the given peak" if rows[0]["this_peak_fraction"] is not None else ""
     lines = [f"A/B against the tree in `{rows[0]['baseline']}` (same random weights; {rows[0]['pairs']} interleaved "
              "pairs per row; medians; speedup = median of the per-pair ratios baseline / this, with its range):", "",
              "| config | precision | batch | this tree (s/img) | baseline (s/img) | speedup [range] | "
-             "CPU s/img this / baseline | CPU-time speedup | outputs rel. L2 / max abs. diff |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "CPU s/img this / baseline | CPU-time speedup | outputs rel. L2 / max abs. diff | "
+             f"GFLOP/s this / baseline ({rows[0]['gmacs_per_img']:.1f} GMAC/img{peak}) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        rates = " / ".join(f"{r[f'{n}_gflops']:.1f}" + ("" if r[f"{n}_peak_fraction"] is None else
+                                                         f" ({100 * r[f'{n}_peak_fraction']:.0f} %)")
+                           for n in ("this", "baseline"))
         lines.append(f"| {r['config']} | {r['dtype']} | {r['batch']} | {r['this_s_img_median']:.3f} | "
                      f"{r['baseline_s_img_median']:.3f} | **{r['speedup_median']:.2f}×** "
                      f"[{r['speedup_min']:.2f}–{r['speedup_max']:.2f}] | {r['this_cpu_s_img_median']:.3f} / "
                      f"{r['baseline_cpu_s_img_median']:.3f} | {r['cpu_speedup_median']:.2f}× | "
-                     f"{r['rel_l2']:.1e} / {r['max_abs_diff']:.1e} |")
+                     f"{r['rel_l2']:.1e} / {r['max_abs_diff']:.1e} | {rates} |")
     return "\n".join(lines) + "\n"
 
 
@@ -329,14 +395,16 @@ def to_markdown(result: dict) -> str:
              f"random weights (timing only); {result['iters']} timed iterations after "
              f"{result['warmup']} warm-up; throughput batch {result['batch_size']}.", "",
              "| config | stage | dtype | mode | batch-1 latency (ms) min / median | throughput (img/s) best / median "
-             "| peak memory (MiB) | images vs fp32 eager (rel. L2) |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+             "| GMAC/img | GFLOP/s (of peak) | peak memory (MiB) | images vs fp32 eager (rel. L2) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         diff = r.get("rel_l2_vs_fp32_eager")
         agreement = "n/a" if diff is None else f"{diff:.1e}"
+        fraction = "" if r.get("peak_fraction") is None else f" ({100 * r['peak_fraction']:.0f} %)"
         lines.append(f"| {r['config']} ({r['input']} → {r['output']}) | {r['stage']} | {r['dtype']} | {r['mode']} | "
                      f"{r['latency_ms_min']:.1f} / {r['latency_ms_median']:.1f} | "
                      f"{r['throughput_img_s_best']:.3g} / {r['throughput_img_s_median']:.3g} | "
+                     f"{r['gmacs_per_img']:.2f} | {r['achieved_gflops']:.1f}{fraction} | "
                      f"{r['peak_mem_mb']:.0f} | {agreement} |")
     t = result.get("teacher")
     if t:
@@ -354,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from render2style.inference.engine import pick_device
+    from render2style.inference.engine import InferenceModel, pick_device
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -364,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.baseline:
         ab_rows = [row for config in args.configs.split(",") for dtype in args.dtypes.split(",")
                    for row in compare_trees(args.baseline, config, dtype, [int(b) for b in args.ab_batches.split(",")],
-                                            args.ab_rounds, args.threads)]
+                                            args.ab_rounds, args.threads, args.peak_gflops)]
         text = f"### {datetime.datetime.now():%Y-%m-%d %H:%M} — {device_description(torch.device('cpu'))}\n\n" + \
             f"load average at start {load_start}, at end {load_average()}. " + ab_markdown(ab_rows)
         if args.json:
@@ -376,11 +444,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for config in args.configs.split(","):
         net = random_psp(config, device)
+        size = getattr(net.opts, "resolution", 256)
+        macs = model_multiply_adds(InferenceModel(net, device, "fp32"), size)    # eager: the counter sees each op
+        log.info("%s: %.2f GMAC per image in the encoder, %.2f in the generator", config, macs["encoder"] / 1e9,
+                 macs["generator"] / 1e9)
         reference = None
         for dtype in args.dtypes.split(","):
             for mode in args.modes.split(","):
-                rows += bench_model(net, config, dtype, mode, device, batch, args.iters, args.warmup,
-                                    getattr(net.opts, "resolution", 256))
+                rows += bench_model(net, config, dtype, mode, device, batch, args.iters, args.warmup, size, macs,
+                                    args.peak_gflops)
                 images = rows[-1].pop("check_images")
                 if (dtype, mode) == ("fp32", "eager"):
                     reference = images

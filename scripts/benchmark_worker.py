@@ -9,7 +9,8 @@ and ``inference.engine.InferenceModel``, whose interfaces have been stable since
 Protocol (one line each way): after building the model the worker prints ``ready``; each ``run B`` line is
 answered with the wall-clock and the process CPU seconds of one synchronized ``InferenceModel(x)`` call on a
 batch of B images (256² in, the generator's size out); ``save B PATH`` also writes that call's images to PATH
-(for the outputs check); ``quit`` ends it.
+(for the outputs check); ``macs`` is answered with the multiply-adds per image of the encoder and of the generator
+(``scripts.benchmark.model_multiply_adds``: only for trees that have it); ``quit`` ends it.
 """
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ def serve(argv: list[str] | None = None) -> None:
         cmd, *rest = line.split()
         if cmd == "quit":
             break
+        if cmd == "macs":
+            from render2style.scripts.benchmark import model_multiply_adds
+            macs = model_multiply_adds(model, size)
+            print(f"{macs['encoder']} {macs['generator']}", flush=True)
+            continue
         batch = int(rest[0])
         if batch not in inputs:
             inputs[batch] = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))

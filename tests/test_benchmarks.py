@@ -139,5 +139,64 @@ def test_ab_comparison_shares_the_weights_between_trees(tmp_path):
     assert [(r["batch"], r["pairs"]) for r in rows] == [(1, 1)]
     assert rows[0]["rel_l2"] == 0 and rows[0]["max_abs_diff"] == 0
     assert rows[0]["speedup_median"] > 0 and rows[0]["cpu_speedup_median"] > 0
+    r = rows[0]
+    net = benchmark.random_psp("demo", torch.device("cpu"))
+    from render2style.inference.engine import InferenceModel
+    macs = benchmark.model_multiply_adds(InferenceModel(net, torch.device("cpu")), net.opts.resolution)
+    assert r["gmacs_per_img"] == sum(macs.values()) / 1e9
+    assert r["this_gflops"] == 2 * r["gmacs_per_img"] / r["this_s_img_median"]
     table = benchmark.ab_markdown(rows)
     assert table.count("\n|") == 3 and "| demo | fp32 | 1 |" in table
+
+
+def test_generator_multiply_adds_match_a_count_from_the_layer_shapes():
+    """FlopCounterMode's count of one synthesis equals the multiply-adds written out from the layer shapes."""
+    from render2style.stylegan2 import Generator
+    G = Generator(16, style_dim=8, n_mlp=2, channel_multiplier=1, channel_max=8).eval().requires_grad_(False)
+    c, d = 8, 8                                             # channels at every resolution, style_dim
+    expected = c * c * 9 * 4 ** 2 + c * 3 * 4 ** 2 + 2 * d * c    # conv1, to_rgb1 (1x1) and their modulations
+    for r in (8, 16):
+        expected += c * c * 9 * (r // 2) ** 2               # transposed 3x3 conv, stride 2: every input pixel
+        expected += c * 16 * r ** 2                         # 4x4 depthwise blur to r x r
+        expected += c * c * 9 * r ** 2                      # 3x3 conv
+        expected += c * 3 * r ** 2                          # ToRGB 1x1
+        expected += 3 * 4 * 2 * 2 * (r // 2 + 1) ** 2       # skip: 4 polyphase 2x2 filters on a shifted grid
+        expected += 3 * d * c                               # the three modulations
+    with torch.no_grad():
+        counted = benchmark.multiply_adds(G.synthesis, torch.randn(1, G.n_latent, d))
+    assert counted == expected
+
+
+def test_encoder_multiply_adds_match_module_hooks():
+    """On the demo encoder, the dispatch-level count equals one from forward hooks on every convolution and
+    linear layer (output elements x inputs per output)."""
+    from render2style.inference.engine import InferenceModel
+    from render2style.stylegan2 import EqualLinear
+    net = benchmark.random_psp("demo", torch.device("cpu"))
+    model = InferenceModel(net, torch.device("cpu"))
+    hooked = []
+
+    def count(module, inputs, out):
+        if isinstance(module, nn.Conv2d):
+            hooked.append(out.numel() * module.in_channels // module.groups * module.kernel_size[0]
+                          * module.kernel_size[1])
+        else:
+            hooked.append(out.numel() * inputs[0].shape[-1])
+    encoder = model._encode.keywords["encoder"]
+    handles = [m.register_forward_hook(count) for m in encoder.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear, EqualLinear))]
+    x = torch.zeros(1, 3, net.opts.resolution, net.opts.resolution)
+    model.encode(x)
+    for h in handles:
+        h.remove()
+    macs = benchmark.model_multiply_adds(model, net.opts.resolution)
+    assert macs["encoder"] == sum(hooked) > 0
+    with torch.no_grad():
+        net.requires_grad_(False)
+        assert macs["generator"] == benchmark.multiply_adds(net.decoder.synthesis, model.encode(x))
+
+
+def test_flop_rates_from_throughput_and_peak():
+    row = benchmark.add_flop_rates({"throughput_img_s_best": 4.0}, 3 * 10 ** 9, peak_gflops=48.0)
+    assert row["gmacs_per_img"] == 3.0 and row["achieved_gflops"] == 24.0 and row["peak_fraction"] == 0.5
+    assert benchmark.add_flop_rates({"throughput_img_s_best": 1.0}, 10 ** 9, None)["peak_fraction"] is None
