@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     references = Path(args.targets or args.references)
     demo = demo_inputs(Path(args.outputs), references)
     if demo:
-        log.warning("DEMO: the outputs or references come from the demo world (demo generator, random weights); "
+        log.warning("DEMO: the outputs or references come from the demo world (a 64² demo generator, not photoreal); "
                     "the metrics show the mechanics, not photorealism")
     evaluator = build_evaluator(args)
     rows, summary = evaluate_pairs(iter_pairs(Path(args.outputs), references, bool(args.targets)), evaluator)
