@@ -51,7 +51,7 @@ from render2style.stylegan2.model import Generator
 from render2style.training import checkpointing as ckpt_io
 from render2style.training.data import EpochSampler, SeededItems, make_loader
 from render2style.training.distributed import DistEnv, setup_distributed, sum_over_ranks
-from render2style.training.trainer import NonFiniteLossError, all_finite, seed_everything
+from render2style.training.trainer import NonFiniteLossError, all_finite, fused_on_cuda, seed_everything
 from render2style.training.visuals import save_grid
 from render2style.utils.io import atomic_torch_save, sweep_temp_files
 
@@ -209,8 +209,10 @@ class GeneratorTrainer:
         d_every = o.r1_every if o.r1_gamma > 0 else 0
         g_lr, g_betas = lazy_adam_hyperparameters(o.lr, (o.beta1, o.beta2), g_every)
         d_lr, d_betas = lazy_adam_hyperparameters(o.lr, (o.beta1, o.beta2), d_every)
-        self.g_optim = torch.optim.Adam(self.g_params, lr=g_lr, betas=g_betas, eps=1e-8)
-        self.d_optim = torch.optim.Adam(self.d_params, lr=d_lr, betas=d_betas, eps=1e-8)
+        self.g_optim = torch.optim.Adam(self.g_params, lr=g_lr, betas=g_betas, eps=1e-8,
+                                        fused=fused_on_cuda(self.g_params))
+        self.d_optim = torch.optim.Adam(self.d_params, lr=d_lr, betas=d_betas, eps=1e-8,
+                                        fused=fused_on_cuda(self.d_params))
 
     def _build_augment(self) -> None:
         o = self.opts

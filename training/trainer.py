@@ -91,9 +91,15 @@ def build_datasets(opts: argparse.Namespace, n_latent: int) -> tuple[Dataset, Da
     return train, test
 
 
+def fused_on_cuda(params: list[nn.Parameter]) -> bool | None:
+    """torch.optim's ``fused`` flag for Adam: True (one fused kernel per step) when every parameter is on CUDA,
+    else None (torch's default: foreach on CUDA, a per-parameter loop on the CPU)."""
+    return True if params and all(p.is_cuda for p in params) else None
+
+
 def build_optimizer(opts: argparse.Namespace, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if opts.optim_name == "adam":
-        return torch.optim.Adam(params, lr=opts.learning_rate)
+        return torch.optim.Adam(params, lr=opts.learning_rate, fused=fused_on_cuda(params))
     if opts.optim_name == "ranger":
         return Ranger(params, lr=opts.learning_rate)
     raise ValueError(f"--optim_name must be 'ranger' or 'adam', got {opts.optim_name!r}")
