@@ -33,7 +33,17 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     return folded
 
 
-def inference_encoder(encoder: nn.Module) -> nn.Module:
+def inference_encoder(encoder: nn.Module, autocast_dtype: torch.dtype | None = None) -> nn.Module:
     """``fold_batchnorm(encoder)`` with its weights in the channels_last memory format (faster convolutions on
-    CPUs and tensor-core GPUs); feed it channels_last inputs."""
-    return fold_batchnorm(encoder).to(memory_format=torch.channels_last)
+    CPUs and tensor-core GPUs); feed it channels_last inputs.
+
+    ``autocast_dtype``: for a copy run under autocast to that dtype, the weights and biases of its convolutions
+    and linear layers are stored in it: the cast autocast would make on every call (a full pass over each
+    weight, about a GB a call for pSp's encoder in fp32), made once, to the same values. The other parameters
+    (BatchNorm, PReLU) stay as they are, as autocast leaves them."""
+    folded = fold_batchnorm(encoder).to(memory_format=torch.channels_last)
+    if autocast_dtype is not None:
+        for m in folded.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.to(autocast_dtype)
+    return folded

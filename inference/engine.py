@@ -73,8 +73,9 @@ class InferenceModel:
             retain_freed_memory()       # no page faults on every large activation (utils/malloc.py)
         self.net, self.device, self.dtype = net.eval().to(device), device, dtype
         self.n_latent = net.decoder.n_latent
-        # BatchNorm folded into the convolutions, channels_last (a copy: ``net`` keeps its own encoder)
-        self._encode = functools.partial(net.encode, encoder=inference_encoder(net.encoder))
+        # BatchNorm folded into the convolutions, channels_last, weights in the autocast dtype (a copy: ``net``
+        # keeps its own encoder)
+        self._encode = functools.partial(net.encode, encoder=inference_encoder(net.encoder, DTYPES[dtype]))
         self._decode = self._synthesize
         if compile and device.type == "cpu":
             log.warning("--compile on the CPU: compiling takes minutes before the first batch (126 s for the demo "

@@ -448,3 +448,22 @@ def test_cuda_inference_encoder_matches_and_runs_without_host_syncs():
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert ((out.cpu() - ref).norm() / ref.norm()).item() < 1e-2       # cuDNN may use TF32: a loose tolerance
+
+
+def test_inference_encoder_in_the_autocast_dtype_equals_autocast_of_the_fp32_copy():
+    """Weights stored in bf16 once give exactly what autocast computes from the fp32 weights on every call."""
+    from torch import nn
+
+    from render2style.encoders.fold import inference_encoder
+    from render2style.encoders.psp_encoders import build_encoder
+    torch.manual_seed(2)
+    enc = build_encoder("GradualStyleEncoder", 18, "ir_se", n_styles=10, resolution=64, style_channels=16).eval()
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    fp32, low = inference_encoder(enc), inference_encoder(enc, torch.bfloat16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ref, out = fp32(x), low(x)
+    assert torch.equal(out, ref)
+    convs = [m for m in low.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    assert all(p.dtype == torch.float32 for m in low.modules() if isinstance(m, (nn.BatchNorm2d, nn.PReLU))
+               for p in m.parameters())
