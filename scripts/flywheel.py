@@ -1,11 +1,12 @@
 """The flywheel's measurement: the full teacher against the encoder-initialised teacher on the same renders.
 
 For every render: the full teacher (Garbin et al.'s steps 1-4 from the prior), the encoder alone (E(x)) and
-the teacher started from E(x) (``--init_mode replace``: the projector from E(x) for ``--init_steps`` steps;
+the teacher started from E(x) (``--init_mode replace``: the projector from E(x) for ``--init_steps`` steps,
+``--init_batch`` renders refined together, each as it would be alone, its seconds the batch's over its size;
 ``candidate``: steps 1-4 with E(x) as one more step-1 candidate). Each result is measured the same way
 (``teacher.quality.measure``): eq. 1 (landmark-free, as the selection sees it), SSIM inside Ia, the dlib
 landmark error, and seconds per image. The table gives medians and, per render, the ratio of the
-encoder-initialised teacher's eq. 1 loss to the full teacher's. Rows go to ``--out_csv`` after every render
+encoder-initialised teacher's eq. 1 loss to the full teacher's. Rows go to ``--out_csv`` after every batch
 (a killed run keeps them); the Markdown table to stdout and ``--out_md``.
 
 Use renders the encoder was not trained on (the demo: ``--demo_seed`` other than the training renders' seed).
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from render2style.cli import add_tool_info
+from render2style.options.validators import int_at_least
+from render2style.scripts.generate_targets import add_init_options
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="renders", help="render dataset layout of --renders")
     p.add_argument("--demo_seed", type=int, default=7, help="seed of the DEMO renders (not the training renders')")
     p.add_argument("--work_dir", default="flywheel_work", help="where the DEMO renders are made")
-    p.add_argument("--limit", type=int, default=8, help="number of renders")
+    p.add_argument("--limit", type=int_at_least(1), default=8, help="number of renders")
     p.add_argument("--stylegan_weights", help="teacher's generator (path or registry name); default: the demo one")
     p.add_argument("--preset", choices=["demo", "paper"], default=None,
                    help="teacher step counts (default: demo without --stylegan_weights, else paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TeacherConfig override for both teachers, e.g. --set n_seeds=4 (repeatable)")
-    p.add_argument("--init_mode", choices=["replace", "candidate"], default="replace",
-                   help="how E(x) starts the teacher")
-    p.add_argument("--init_steps", type=int, default=30, help="projector steps from E(x) (replace)")
+    add_init_options(p, batch=8)
     p.add_argument("--init_set", dest="init_overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TeacherConfig override for the encoder-initialised teacher only (candidate: its smaller "
                         "step counts, e.g. --init_set n_seeds=1)")
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     from render2style.scripts.benchmark_teacher_quality import write_csv
     from render2style.scripts.generate_targets import default_preset, load_generator_arg
     from render2style.teacher import PerceptualNets, TeacherConfig, resolve_priors, run_teacher
-    from render2style.teacher.encoder_init import EncoderInit, run_encoder_init_teacher
+    from render2style.teacher.encoder_init import EncoderInit, run_encoder_init_batch
     from render2style.teacher.job import teacher_input
     from render2style.teacher.quality import LandmarkError, measure
     from render2style.teacher.run import build_problem, frozen
@@ -125,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         perceptual = PerceptualNets.load(args.lpips_weights, None, lpips_net=cfg.lpips_net, device=device)
     cfg = resolve_priors(G, cfg, device, args.seed)
     init_cfg = cfg.replace(**TeacherConfig.parse_overrides(args.init_overrides))
-    init = EncoderInit.load(args.checkpoint, device, mode=args.init_mode, proj_steps=args.init_steps)
+    init = EncoderInit.load(args.checkpoint, device, mode=args.init_mode, proj_steps=args.init_steps,
+                            proj_lr=args.init_lr, schedule=args.init_schedule, batch=args.init_batch)
     init.check_generator(G)
     if args.renders is None:
         root = Path(args.work_dir) / f"demo_renders_seed{args.demo_seed}"
@@ -138,26 +140,31 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     nets = perceptual if perceptual is not False else None
     rows, t0 = [], time.perf_counter()
     ids = sorted(source.ids)[:args.limit]
-    for i, rid in enumerate(ids):
-        inp = teacher_input(source[source.ids.index(rid)], device)
-        full = run_teacher("garbin", G, inp, cfg, perceptual, seed=args.seed, render_id=rid)
-        fast = run_encoder_init_teacher(G, init, inp, init_cfg, perceptual, seed=args.seed, render_id=rid)
-        codes = {"full": (full.w_plus, full.metrics["seconds"]["total"]),
-                 "encoder": (next(c["w_plus"] for c in fast.candidates if c["step"] == "encoder"),
-                             fast.metrics["seconds"]["encoder"]),
-                 "encoder_init": (fast.w_plus, fast.metrics["seconds"]["total"])}
-        with frozen(G):
-            prob = build_problem(G, inp, cfg, nets, device)
-            for teacher, (w, seconds) in codes.items():
-                row = measure(G, prob, w[None].to(device), cfg, inp.image, landmarks, None)[0]
-                rows.append({"render": rid, "teacher": teacher, "loss": row["loss"], "ssim": row["ssim"],
-                             "landm_err": row["landm_err"], "seconds": seconds})
+    for start in range(0, len(ids), args.init_batch):
+        batch = ids[start:start + args.init_batch]
+        inps = [teacher_input(source[source.ids.index(rid)], device) for rid in batch]
+        fulls = [run_teacher("garbin", G, inp, cfg, perceptual, seed=args.seed, render_id=rid)
+                 for inp, rid in zip(inps, batch)]
+        fasts = run_encoder_init_batch(G, init, inps, init_cfg, perceptual, seed=args.seed, render_ids=batch)
+        for rid, inp, full, fast in zip(batch, inps, fulls, fasts):
+            codes = {"full": (full.w_plus, full.metrics["seconds"]["total"]),
+                     "encoder": (next(c["w_plus"] for c in fast.candidates if c["step"] == "encoder"),
+                                 fast.metrics["seconds"]["encoder"]),
+                     "encoder_init": (fast.w_plus, fast.metrics["seconds"]["total"])}
+            with frozen(G):
+                prob = build_problem(G, inp, cfg, nets, device)
+                for teacher, (w, seconds) in codes.items():
+                    row = measure(G, prob, w[None].to(device), cfg, inp.image, landmarks, None)[0]
+                    rows.append({"render": rid, "teacher": teacher, "loss": row["loss"], "ssim": row["ssim"],
+                                 "landm_err": row["landm_err"], "seconds": seconds})
+            log.info("render %s: eq. 1 %.4g full, %.4g encoder-initialised; %.2f s vs %.2f s (%.0f s so far)", rid,
+                     rows[-3]["loss"], rows[-1]["loss"], rows[-3]["seconds"], rows[-1]["seconds"],
+                     time.perf_counter() - t0)
         if args.out_csv:
             write_csv(rows, FIELDS, args.out_csv)
-        log.info("render %d/%d (%s): eq. 1 %.4g full, %.4g encoder-initialised; %.1f s vs %.1f s (%.0f s so far)",
-                 i + 1, len(ids), rid, rows[-3]["loss"], rows[-1]["loss"], rows[-3]["seconds"], rows[-1]["seconds"],
-                 time.perf_counter() - t0)
-    mode = (f"replace, {args.init_steps} projector steps" if args.init_mode == "replace"
+    settings = init.settings(init_cfg)
+    mode = (f"replace, {args.init_steps} projector steps ({args.init_schedule} schedule, lr {settings.lr:g}), "
+            f"batches of {args.init_batch}" if args.init_mode == "replace"
             else "candidate" + (" " + " ".join(args.init_overrides) if args.init_overrides else ""))
     overrides = " " + " ".join(args.overrides) if args.overrides else ""
     header = (f"**Flywheel** ({len(ids)} renders, medians): generator {g_name} ({G.size}²), preset {preset}"

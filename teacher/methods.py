@@ -10,3 +10,6 @@ DUAL_SEARCHES = ("projector", "garbin")
 #: How the flywheel's encoder code E(x) starts the teacher (``teacher.encoder_init``): in place of steps 1-2,
 #: or as one more step-1 candidate.
 INIT_MODES = ("replace", "candidate")
+#: The projector's schedule from E(x) (``replace``): started near the answer (no lr ramp-up, no latent noise),
+#: or step 3's own.
+INIT_SCHEDULES = ("warm", "garbin")

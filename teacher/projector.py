@@ -72,10 +72,10 @@ def noise_regularization(noises: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def lr_schedule(t: float, rampdown: float = 0.25, rampup: float = 0.05) -> float:
-    """The official projector's learning-rate multiplier at progress ``t`` in [0, 1)."""
-    ramp = min(1.0, (1.0 - t) / rampdown)
+    """The official projector's learning-rate multiplier at progress ``t`` in [0, 1); a ramp of 0 is none."""
+    ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
     ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
-    return ramp * min(1.0, t / rampup)
+    return ramp * (min(1.0, t / rampup) if rampup > 0 else 1.0)
 
 
 def latent_noise_scale(t: float, w_std: float, noise: float, noise_ramp: float) -> float:
