@@ -168,8 +168,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     from render2style.options.train_options import TrainOptions
     from render2style.train_encoder import DEMO_GENERATOR_SEED, apply_perceptual_policy
     from render2style.training.trainer import Trainer, build_model
+    from render2style.utils.malloc import retain_freed_memory
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    retain_freed_memory()        # as in r2s-train-encoder (cli.run_tool): this process is spawned, not run as a tool
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
