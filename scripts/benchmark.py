@@ -68,9 +68,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="also time an older source tree against this one (DIR holds its render2style package, "
                         "e.g. from `git archive`): interleaved A/B calls on the same weights, CPU; outputs compared")
     p.add_argument("--peak_gflops", type=float, default=None,
-                   help="the device's peak GFLOP/s at the measured precision (e.g. 2 cores x 2.6 GHz x 32 fp32 "
-                        "FLOP/cycle = 166 for the build machine's AVX-512 CPU): rows then report the fraction of "
-                        "it that the best throughput reaches; GPUs' peaks are not looked up (no table)")
+                   help="the device's peak GFLOP/s at the measured precision (e.g. 2 cores x 2.6 GHz x 64 fp32 "
+                        "FLOP/cycle = 333 for the build machine's Zen 5 CPU, two 512-bit FMA pipes; 666 in bf16): "
+                        "rows then report the fraction of it that the best throughput reaches; GPUs' peaks are not "
+                        "looked up (that needs a table of guesses)")
     p.add_argument("--ab_batches", default="1,8", help="with --baseline: comma-separated batch sizes")
     p.add_argument("--ab_rounds", type=int, default=5, help="with --baseline: A/B pairs per batch size")
     p.add_argument("--json", default=None, help="write the results as JSON here")
