@@ -37,12 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
         "r2s-flywheel --checkpoint experiments/demo/checkpoints/best_model.pt --demo_seed 7 --limit 8 "
         "--out_md flywheel.md",
         "r2s-flywheel --checkpoint enc.pt --renders renders/ --stylegan_weights ffhq-1024 --preset paper "
-        "--lpips_weights vgg16 --init_steps 100"])
-    p.add_argument("--checkpoint", required=True, help="the encoder (pSp-layout checkpoint or registry name), "
-                                                      "trained for the teacher's generator")
+        "--lpips_weights vgg16 --init_steps 100",
+        "r2s-flywheel --rounds 24,96 --demo_seed 0 --out runs/flywheel --train_steps 300,300   # the rounds (DEMO)"])
+    p.add_argument("--checkpoint", help="the encoder (pSp-layout checkpoint or registry name), trained for the "
+                                        "teacher's generator; --rounds: the encoder round 1 starts from (default: "
+                                        "round 1 runs the full teacher)")
+    p.add_argument("--rounds", help="run the flywheel's rounds instead (scripts/flywheel_rounds.py): cumulative "
+                                    "render counts, e.g. 24,96 (round 1: renders 0-23, round 2: 24-95)")
+    p.add_argument("--out", default="flywheel_rounds", help="--rounds: the rounds' folder (an existing one resumes)")
+    p.add_argument("--train_steps", default="300", help="--rounds: encoder training steps, one value or one per "
+                                                        "round (each round fine-tunes the previous encoder)")
+    p.add_argument("--train_arg", dest="train_args", action="append", default=[], metavar="ARG",
+                   help="--rounds: one more r2s-train-encoder argument, e.g. --train_arg=--batch_size=8 (repeatable)")
     p.add_argument("--renders", help="render folder (default: DEMO renders made with --demo_seed in --work_dir)")
     p.add_argument("--dataset", default="renders", help="render dataset layout of --renders")
-    p.add_argument("--demo_seed", type=int, default=7, help="seed of the DEMO renders (not the training renders')")
+    p.add_argument("--demo_seed", type=int, default=7, help="seed of the DEMO renders (measured: not the encoder's "
+                                                            "training renders'; --rounds: the rounds' renders)")
     p.add_argument("--work_dir", default="flywheel_work", help="where the DEMO renders are made")
     p.add_argument("--limit", type=int_at_least(1), default=8, help="number of renders")
     p.add_argument("--stylegan_weights", help="teacher's generator (path or registry name); default: the demo one")
@@ -101,7 +111,13 @@ def markdown_table(rows: list[dict], header: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.rounds:
+        from render2style.scripts.flywheel_rounds import run_rounds
+        return run_rounds(args)
+    if args.checkpoint is None:
+        parser.error("--checkpoint (the encoder to measure) is required without --rounds")
     import torch  # after parsing: --help stays fast
 
     from render2style.datasets import build_render_source, make_demo_renders
