@@ -151,7 +151,7 @@ def model_multiply_adds(model, size: int) -> dict[str, int]:
     try:       # no_grad, not inference mode, on frozen parameters: what the counter's module tracker accepts
         for p, _ in grads:
             p.requires_grad_(False)
-        with torch.no_grad():
+        with torch.no_grad(), model._autocast():          # its precision: a bf16 model's weights need autocast
             return {"encoder": multiply_adds(model._encode, x), "generator": multiply_adds(model._decode, codes)}
     finally:
         for p, flag in grads:

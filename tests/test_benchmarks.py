@@ -191,6 +191,7 @@ def test_encoder_multiply_adds_match_module_hooks():
         h.remove()
     macs = benchmark.model_multiply_adds(model, net.opts.resolution)
     assert macs["encoder"] == sum(hooked) > 0
+    assert benchmark.model_multiply_adds(InferenceModel(net, torch.device("cpu"), "bf16"), net.opts.resolution) == macs
     with torch.no_grad():
         net.requires_grad_(False)
         assert macs["generator"] == benchmark.multiply_adds(net.decoder.synthesis, model.encode(x))
