@@ -27,7 +27,7 @@ OMP_NUM_THREADS=1 "$BIN/r2s-train-generator" --preset wang --ckpt "$G" --data re
   --tick_kimg 0.5 --snapshot_kimg 1 --n_samples 16 --device cpu
 
 # 2. identity drift: dlib descriptor distance between G_real(w) and G_rendering(w) on 200 fixed codes (ψ 0.7)
-"$BIN/python" -m render2style.scripts.identity_drift --a "$G" --b dual/wang/checkpoints/latest.pt --n 200 \
+"$BIN/r2s-identity-drift" --a "$G" --b dual/wang/checkpoints/latest.pt --n 200 \
   --out dual/identity_drift.json
 
 # 3. the dual teacher (search in G_rendering, target from G_real) and Garbin et al.'s teacher in G_real, both
@@ -38,6 +38,6 @@ OMP_NUM_THREADS=1 "$BIN/r2s-train-generator" --preset wang --ckpt "$G" --data re
   --out dual/garbin_lpips --lpips_weights "$VGG" --preset demo --no_progress
 
 # 4. face rate and landmark error of both teachers' images against the renders' annotations
-"$BIN/python" -m render2style.scripts.face_figures --renders aligned --heldout_from 40 \
+"$BIN/r2s-face-figures" --renders aligned --heldout_from 40 \
   --images dual=dual/targets/images --images garbin_lpips=dual/garbin_lpips/images \
   --seconds dual=dual/targets/meta --seconds garbin_lpips=dual/garbin_lpips/meta --out dual/dual_figures.json

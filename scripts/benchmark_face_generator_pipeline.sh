@@ -27,7 +27,6 @@ else
   PERCEPTUAL=(--no_perceptual); RUN=.
 fi
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-PY="$REPO/.venv/bin/python"
 BIN="$REPO/.venv/bin"
 G="$REPO/stylegan2/weights/demo_faces64.pt"
 mkdir -p "$WORK"
@@ -72,6 +71,6 @@ done
   --device cpu --batch_size 10 --workers 0 --n_variants 3   # style-mixing variants for the README figure
 
 # 5. face rate and landmark error against the annotations: renders, teacher images, encoder outputs
-"$PY" -m render2style.scripts.face_figures --renders aligned --heldout_from 40 --images "teacher=$RUN/targets/images" \
+"$BIN/r2s-face-figures" --renders aligned --heldout_from 40 --images "teacher=$RUN/targets/images" \
   --images "encoder=$RUN/encoded_train" --images "encoder=$RUN/encoded_heldout" --seconds "teacher=$RUN/targets/meta" \
   --out "$RUN/face_figures.json"

@@ -1,6 +1,6 @@
 """Face rate and 68-landmark error of image folders against the renders they came from, per split.
 
-    python -m render2style.scripts.face_figures --renders aligned --heldout_from 40 \
+    r2s-face-figures --renders aligned --heldout_from 40 \
         --images teacher=targets/images --images encoder=encoded_train --images encoder=encoded_heldout \
         --seconds teacher=targets/meta --out face_figures.json
 
@@ -15,6 +15,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from render2style.cli import add_tool_info
+
 
 def labelled(text: str) -> tuple[str, Path]:
     label, sep, folder = text.partition("=")
@@ -25,6 +27,10 @@ def labelled(text: str) -> tuple[str, Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_tool_info(p, "r2s-face-figures", "render2style.scripts.face_figures", [
+        "r2s-face-figures --renders aligned --heldout_from 40 --images teacher=targets/images \\\n"
+        "--images encoder=encoded_train --images encoder=encoded_heldout --seconds teacher=targets/meta "
+        "--out face_figures.json"])
     p.add_argument("--renders", required=True, help="render folder with landmark annotations (annotations.json)")
     p.add_argument("--dataset", default="renders", help="render source of --renders (default: renders)")
     p.add_argument("--heldout_from", type=int, required=True, help="ids numbered from this on are held out")

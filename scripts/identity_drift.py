@@ -1,5 +1,5 @@
-"""Identity drift between two generators on the same codes: ``python -m render2style.scripts.identity_drift
---a G_REAL.pt --b G_RENDERING.pt --out drift.json`` (``evaluation.identity_drift``; dlib's face recogniser).
+"""Identity drift between two generators on the same codes: ``r2s-identity-drift --a G_REAL.pt --b G_RENDERING.pt
+--out drift.json`` (``evaluation.identity_drift``; dlib's face recogniser).
 
 Wang et al.'s fine-tuning should keep one code one person: the same-code distance should stay well under the
 distance between different codes, and under dlib's same-person threshold 0.6.
@@ -10,9 +10,14 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from render2style.cli import add_tool_info
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_tool_info(p, "r2s-identity-drift", "render2style.scripts.identity_drift", [
+        "r2s-identity-drift --a stylegan2/weights/demo_faces64.pt --b runs/g_rendering/checkpoints/latest.pt "
+        "--out drift.json"])
     p.add_argument("--a", required=True, help="first generator (rosinality checkpoint, or 'demo' for the face one)")
     p.add_argument("--b", required=True, help="second generator, same mapping network (e.g. fine-tuned from --a)")
     p.add_argument("--n", type=int, default=200, help="codes (default: 200)")
