@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="base seed of both teachers' random streams")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    p.add_argument("--out_csv", help="per-render rows, rewritten after every render")
+    p.add_argument("--out_csv", help="per-render rows, rewritten after every batch")
     p.add_argument("--out_md", help="the Markdown table")
     return p
 
