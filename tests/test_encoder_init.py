@@ -191,11 +191,12 @@ def test_generate_targets_in_batches_equals_one_at_a_time(tmp_path):
 
     from render2style.scripts import generate_targets
     torch.manual_seed(0)
-    enc = pSp({"stylegan_weights": "demo", "ir_se50_weights": "none", "resolution": 32,
-               "latent_avg_samples": 64}).eval()
+    enc = pSp({"stylegan_weights": "demo-random", "ir_se50_weights": "none", "resolution": 32,
+               "encoder_num_layers": 18, "style_channels": 32, "latent_avg_samples": 64}).eval()
     torch.save(enc.checkpoint_dict(), tmp_path / "enc.pt")
-    common = ["--no_perceptual", "--limit", "3", "--device", "cpu", "--no_progress", "--init_encoder",
-              str(tmp_path / "enc.pt"), "--init_steps", "4", "--init_schedule", "garbin", "--set", "lambda_landm=0",
+    common = ["--stylegan_weights", "demo-random", "--no_perceptual", "--limit", "3", "--device", "cpu",
+              "--no_progress", "--init_encoder", str(tmp_path / "enc.pt"), "--init_steps", "4", "--init_schedule",
+              "garbin", "--set", "lambda_landm=0",
               "--set", "prior_samples=200", "--set", "n_centroids=2", "--set", "n_control=2",
               "--set", "interp_layers=1", "--set", "interp_alphas=0.9"]
     for batch in ("1", "2"):
