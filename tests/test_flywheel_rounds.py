@@ -27,14 +27,17 @@ def done(tmp_path_factory):
     return out, rounds(out)
 
 
-def test_round_two_starts_from_round_ones_encoder_and_costs_fewer_seconds(done):
+def test_round_two_starts_from_round_ones_encoder_and_skips_the_search(done):
     out, result = done
     assert [(r["round"], r["renders"], r["targets"], r["teacher"]) for r in result] == \
         [(1, 4, 4, "full"), (2, 6, 2, "replace")]
     first, second = result
-    assert second["seconds_per_target"] < first["seconds_per_target"]
+    assert first["seconds_per_target"] > 0 and second["seconds_per_target"] > 0   # reported (speed: BENCHMARKS)
     assert first["eq1"] > 0 and second["eq1"] > 0 and 0 < second["ssim"] <= 1
     rows = {r["id"]: r for r in csv.DictReader(open(out / "targets" / "metadata.csv"))}
+    # what makes round 2 cheaper: steps 1-2 (sampling, CS-ANNS) skipped, E(x) refined instead
+    assert all(float(rows[f"demo_{i:05d}"]["seconds_sampling"]) > 0 for i in range(4))
+    assert not any(rows[i].get("seconds_sampling") for i in ("demo_00004", "demo_00005"))
     assert sorted(rows) == [f"demo_{i:05d}" for i in range(6)]
     assert {rows[i].get("init_encoder") for i in ("demo_00004", "demo_00005")} == {first["encoder"]}
     assert not any(rows[f"demo_{i:05d}"].get("init_encoder") for i in range(4))
