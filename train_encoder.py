@@ -1,8 +1,8 @@
 """Train the amortized pSp encoder: ``r2s-train-encoder --dataset renders [options]``.
 
-With no other argument it runs the demo world on the CPU (26 minutes measured on a busy 2-core CPU): the
+With no other argument it runs the demo world on the CPU (3 minutes measured on a free 2-core CPU): the
 64x64 demo face generator (``--demo_generator random``: the seeded random one), procedural demo renders and demo
-targets from Garbin et al.'s teacher (steps 1-4 with the ``TeacherConfig.demo()`` CPU preset, 7 minutes for the
+targets from Garbin et al.'s teacher (steps 1-4 with the ``TeacherConfig.demo()`` CPU preset, 82 s for the
 24 renders on that CPU; made under ``<exp_dir>/demo_data`` when missing), a light pSp encoder (IR-SE18 body,
 128-wide map2style blocks), LPIPS/ID terms off unless weight files are given. With ``--stylegan_weights``,
 ``--ir_se50_weights``, ``--renders`` and ``--targets`` it is the real, full-size job. Multi-GPU:
@@ -29,7 +29,7 @@ log = logging.getLogger("render2style.train_encoder")
 DEMO_RENDERS = 24        # the datasets' hash split keeps about 10 % for the test split
 # Demo teacher: Garbin et al.'s steps 1-4 (sampling with the dlib landmark term, CS-ANNS, masked projector,
 # interpolation and SSIM selection) with the TeacherConfig.demo() preset: with the face generator a median
-# 15.8 s per render on a busy 2-core CPU (measured 2026-12-02, load average 4-5). Without LPIPS weights its
+# 3.5 s per render on a free 2-core CPU (measured 2026-12-02; 15.8 s at load average 4-5). Without LPIPS weights its
 # perceptual terms are off (logged by the teacher).
 DEMO_TEACHER_METHOD = "garbin"
 DEMO_GENERATOR_SEED = 0
