@@ -288,18 +288,11 @@ def _units(source, shard: tuple[int, int], flip: bool, limit: int | None) -> lis
             for f in ((False, True) if flip else (False,))]
 
 
-def _target(G, render, cached, cfg: TeacherConfig, config: dict[str, Any], perceptual, shard: tuple[int, int],
-            device, search_generator=None, encoder_init=None
-            ) -> tuple[np.ndarray, Image.Image, dict[str, Any], list[np.ndarray] | None]:
-    """Run the teacher on one (possibly flipped) render: (W+, teacher image, metadata row, fitted noise maps
-    or None)."""
-    return _targets(G, [(render, cached)], cfg, config, perceptual, shard, device, search_generator, encoder_init)[0]
-
-
 def _targets(G, items: Sequence[tuple], cfg: TeacherConfig, config: dict[str, Any], perceptual,
              shard: tuple[int, int], device, search_generator=None, encoder_init=None) -> list[tuple]:
-    """:func:`_target` for ``(render, cached render)`` pairs; the encoder-initialised teacher takes them in one
-    batch, the other teachers one after another. ``seconds``: the batch's time over its size."""
+    """Run the teacher on ``(render, cached render)`` pairs (the render possibly flipped): per pair (W+, teacher
+    image, metadata row, fitted noise maps or None). The encoder-initialised teacher takes them in one batch,
+    the other teachers one after another. ``seconds``: the batch's time over its size."""
     t0 = time.perf_counter()
     inps = [teacher_input(render, device) for render, _ in items]
     streams = [dict(seed=config["seed"], render_id=cached.id, flip=render is not cached) for render, cached in items]
@@ -399,10 +392,8 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
                         check_render(cached)
                     items.append((item_id, flip_render(cached) if flipped else cached, cached))
                 if items:
-                    pairs = [(render, c) for _, render, c in items]
-                    made = ([_target(G, *pairs[0], cfg, config, perceptual, shard, device, search_generator,
-                                     encoder_init)] if len(pairs) == 1 else
-                            _targets(G, pairs, cfg, config, perceptual, shard, device, search_generator, encoder_init))
+                    made = _targets(G, [(render, c) for _, render, c in items], cfg, config, perceptual, shard,
+                                    device, search_generator, encoder_init)
                     for (item_id, _, _), target in zip(items, made):
                         write_target(out, item_id, *target)
                 stats["done"] += len(items)

@@ -38,11 +38,15 @@ class Source:
 def fake_target(log_path, block_on=None):
     """A stand-in for the teacher that appends each item it computes to ``log_path``; on ``block_on`` it
     writes the latent, starts the image's temp file, signals ``<log>.blocked`` and hangs (to be killed)."""
-    def target(G, render, cached, cfg, config, perceptual, shard, device, search_generator=None, encoder_init=None):
-        with open(log_path, "a") as f:
-            f.write(f"{os.getpid()} {render.id}\n")
-        time.sleep(0.02)  # lets concurrent processes interleave; no assertion depends on it
-        return np.full((N_LATENT, 512), len(render.id), np.float32), Image.new("RGB", (8, 8)), {"id": render.id}
+    def targets(G, items, cfg, config, perceptual, shard, device, search_generator=None, encoder_init=None):
+        out = []
+        for render, _ in items:
+            with open(log_path, "a") as f:
+                f.write(f"{os.getpid()} {render.id}\n")
+            time.sleep(0.02)  # lets concurrent processes interleave; no assertion depends on it
+            out.append((np.full((N_LATENT, 512), len(render.id), np.float32), Image.new("RGB", (8, 8)),
+                        {"id": render.id}))
+        return out
 
     real_save_image = job.atomic_save_image
 
@@ -53,12 +57,12 @@ def fake_target(log_path, block_on=None):
         Path(f"{log_path}.blocked").write_text("")
         while True:
             time.sleep(1)
-    return target, save_image
+    return targets, save_image
 
 
 def run_job(out, log_path, block_on=None, **kw):
     target, save_image = fake_target(log_path, block_on)
-    job._target, job.atomic_save_image = target, save_image
+    job._targets, job.atomic_save_image = target, save_image
     job.resolve_priors = lambda G, cfg, device, seed: cfg
     return job.generate_targets(Source(6), out, FAKE_G, TeacherConfig.demo(), "garbin", False, progress=False, **kw)
 
@@ -78,7 +82,7 @@ def finished_ids(out):
 
 @pytest.fixture
 def restore_job(monkeypatch):
-    for name in ("_target", "atomic_save_image", "resolve_priors"):
+    for name in ("_targets", "atomic_save_image", "resolve_priors"):
         monkeypatch.setattr(job, name, getattr(job, name))
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -346,7 +350,7 @@ def test_an_empty_face_mask_is_named_and_skippable_in_a_target_job(tmp_path, res
     source = build_render_source("renders", _render_folder(tmp_path / "renders", empty={1}))
     out, log_path = tmp_path / "t", tmp_path / "calls.log"
     target, save_image = fake_target(log_path)
-    job._target, job.resolve_priors = target, lambda G, cfg, device, seed: cfg
+    job._targets, job.resolve_priors = target, lambda G, cfg, device, seed: cfg
 
     def run(**kw):
         return job.generate_targets(source, out, FAKE_G, TeacherConfig.demo(), "garbin", False, progress=False, **kw)
