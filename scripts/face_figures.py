@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def id_number(render_id: str, root: str) -> int:
+    """The number a render id ends with (``000041`` -> 41, ``demo_00007`` -> 7), for the split."""
+    digits = re.search(r"(\d+)$", render_id)
+    if digits is None:
+        raise ValueError(f"{root}: render id {render_id!r} does not end with a number; --heldout_from splits by it")
+    return int(digits.group(1))
+
+
 def read_images(folders: Sequence[Path], ids: Sequence[str]) -> dict:
     import numpy as np
     from PIL import Image
@@ -54,7 +63,11 @@ def read_images(folders: Sequence[Path], ids: Sequence[str]) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    missing = [str(folder) for _, folder in args.images + args.seconds if not folder.is_dir()]
+    if missing:
+        parser.error(f"not a folder: {', '.join(missing)}")
     import numpy as np
     from PIL import Image
 
@@ -65,8 +78,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     source = build_render_source(args.dataset, args.renders)
     renders = {rid: source[i] for i, rid in enumerate(source.ids)}
-    splits = {"train": [r for r in renders if int(r) < args.heldout_from],
-              "heldout": [r for r in renders if int(r) >= args.heldout_from]}
+    number = {r: id_number(r, args.renders) for r in renders}
+    splits = {"train": [r for r in renders if number[r] < args.heldout_from],
+              "heldout": [r for r in renders if number[r] >= args.heldout_from]}
     folders: dict[str, list[Path]] = {}
     for label, folder in args.images:
         folders.setdefault(label, []).append(folder)

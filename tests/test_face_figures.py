@@ -52,3 +52,20 @@ def test_images_without_renders_or_annotations_are_refused():
     with pytest.raises(ValueError, match="000009: no landmark annotation"):
         face_figures(image, renders, landmarks=lambda rgb: [], detector=lambda rgb, up: [])
     assert face_figures({}, renders, landmarks=lambda rgb: []) == {"images": 0}
+
+
+def test_the_tool_names_missing_folders_and_ids_it_cannot_split(tmp_path, capsys):
+    from render2style.datasets import make_demo_renders
+    from render2style.scripts import face_figures as tool
+
+    with pytest.raises(SystemExit):
+        tool.main(["--renders", str(tmp_path), "--heldout_from", "1", "--images", f"x={tmp_path / 'nope'}",
+                   "--out", str(tmp_path / "f.json")])
+    err = capsys.readouterr().err
+    assert "not a folder" in err and str(tmp_path / "nope") in err
+    assert tool.id_number("000041", "r") == 41 and tool.id_number("demo_00007", "r") == 7
+    with pytest.raises(ValueError, match="'front' does not end with a number"):
+        tool.id_number("front", str(tmp_path))
+    make_demo_renders(tmp_path / "renders", 2, seed=0, size=64)   # ids demo_00000, demo_00001: split by number
+    assert tool.main(["--renders", str(tmp_path / "renders"), "--heldout_from", "1",
+                      "--out", str(tmp_path / "f.json")])["renders_64_heldout"]["images"] == 1
