@@ -28,10 +28,15 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: The light demo encoder of ``r2s-train-encoder``'s demo world, for rounds on a demo generator.
-DEMO_TRAIN = ["--output_size", "64", "--resolution", "64", "--encoder_num_layers", "18", "--style_channels", "128",
-              "--batch_size", "4", "--test_batch_size", "4", "--workers", "0", "--test_workers", "0",
-              "--optim_name", "adam", "--learning_rate", "1e-3", "--flip_p", "0"]
+#: The demo world's defaults a round does not take (it sets its own folder and steps; intervals: r2s-train-encoder's).
+NOT_FROM_DEMO = ("exp_dir", "max_steps", "board_interval", "image_interval", "val_interval")
+
+
+def demo_train_args() -> list[str]:
+    """The light demo encoder of ``r2s-train-encoder``'s demo world (``DEMO_DEFAULTS``), for rounds on a demo
+    generator."""
+    from render2style.options.train_options import DEMO_DEFAULTS
+    return [a for k, v in DEMO_DEFAULTS.items() if k not in NOT_FROM_DEMO for a in (f"--{k}", str(v))]
 
 
 def parse_counts(text: str, what: str) -> list[int]:
@@ -95,7 +100,7 @@ def _teacher_args(args, renders: Path, targets: Path, encoder: str | None) -> li
 def _train_args(args, renders: Path, targets: Path, exp_dir: Path, steps: int, start: str | None) -> list[str]:
     from render2style.options.demo_names import demo_kind
     demo = args.stylegan_weights is None or demo_kind(args.stylegan_weights) is not None
-    argv = (DEMO_TRAIN if demo else []) + ["--dataset", "renders", "--renders", str(renders), "--targets",
+    argv = (demo_train_args() if demo else []) + ["--dataset", "renders", "--renders", str(renders), "--targets",
                                            str(targets), "--exp_dir", str(exp_dir), "--max_steps", str(steps),
                                            "--seed", str(args.seed), "--stylegan_weights",
                                            args.stylegan_weights or "demo"]
