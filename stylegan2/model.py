@@ -131,13 +131,14 @@ class ModulatedConv2d(nn.Module):
             demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
             weight = weight * demod.view(b, self.out_channel, 1, 1, 1)
         k = self.kernel_size
-        x = x.reshape(1, b * c, h, w)
+        if b > 1:   # (for b == 1, x fits as it is: reshape and view would restride the batch axis, and the
+            x = x.reshape(1, b * c, h, w)       # convolutions then no longer see channels_last tensors)
         if self.upsample:
             weight = weight.transpose(1, 2).reshape(b * c, self.out_channel, k, k)
             out = F.conv_transpose2d(x, weight.to(x.dtype), padding=0, stride=2, groups=b)
         else:
             out = F.conv2d(x, weight.view(b * self.out_channel, c, k, k).to(x.dtype), padding=self.padding, groups=b)
-        return out.view(b, self.out_channel, out.shape[2], out.shape[3])
+        return out.view(b, self.out_channel, out.shape[2], out.shape[3]) if b > 1 else out
 
     def _activations(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
@@ -249,10 +250,9 @@ class Generator(nn.Module):
         self.log_size = int(math.log2(size))
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.n_latent = self.log_size * 2 - 2
-        #: synthesis in the channels_last memory format: True / False, or None = on CUDA only (on the CPU its
-        #: convolutions ran up to 2x faster one by one, but the whole synthesis was not faster: docs/BENCHMARKS.md);
-        #: the images come back in the default (NCHW) format either way
-        self.channels_last: bool | None = None
+        #: synthesis in the channels_last memory format (on the CPU faster than NCHW at batch 1 and 8, fp32 and
+        #: bf16, with and without gradients: docs/BENCHMARKS.md); False = NCHW. Images come back NCHW either way
+        self.channels_last = True
         self.convs, self.to_rgbs = nn.ModuleList(), nn.ModuleList()
         self.noises = nn.Module()
         for layer_idx in range(self.num_layers):
@@ -323,7 +323,7 @@ class Generator(nn.Module):
             else:
                 raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
         out = self.input(latent)
-        if self.channels_last or (self.channels_last is None and out.is_cuda):
+        if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
         out = self.conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])

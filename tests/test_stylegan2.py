@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from render2style.stylegan2 import Generator, demo_generator, load_generator
-from render2style.stylegan2.model import generator_channels
+from render2style.stylegan2.model import Blur, ModulatedConv2d, generator_channels
 
 TINY = dict(style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=16)
 
@@ -302,6 +302,22 @@ def test_channels_last_synthesis_equals_nchw_with_gradients(batch):
     (a, ga), (b, gb) = results[False], results[True]
     assert b.is_contiguous()
     assert ((a - b).norm() / a.norm()).item() < 1e-5 and ((ga - gb).norm() / ga.norm()).item() < 1e-5
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_channels_last_synthesis_keeps_every_convolution_channels_last(batch):
+    """Every modulated convolution and Blur of a channels_last synthesis (no autograd, as the encode path runs
+    it: the fused path at batch 1) returns channels_last maps: a batch-1 reshape or view restrides the batch
+    axis, after which the convolutions fall back to NCHW (slower on the CPU, with the same values)."""
+    G = Generator(32, **TINY)
+    formats = []
+    for m in G.modules():
+        if isinstance(m, (ModulatedConv2d, Blur)):
+            m.register_forward_hook(lambda mod, args, out: formats.append(
+                (type(mod).__name__, out.is_contiguous(memory_format=torch.channels_last))))
+    with torch.inference_mode():
+        G.synthesis(torch.randn(batch, G.n_latent, 32))
+    assert len(formats) == G.num_layers + 2 * G.log_size - 3 and all(cl for _, cl in formats), formats
 
 
 def test_fast_paths_match_the_reference_synthesis_without_gradients():
