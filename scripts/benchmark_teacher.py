@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
+from render2style.options.validators import int_at_least
 from render2style.teacher.methods import METHODS
 
 if TYPE_CHECKING:           # torch and the teacher load after parsing, so --help stays fast
@@ -37,7 +38,7 @@ if TYPE_CHECKING:           # torch and the teacher load after parsing, so --hel
 log = logging.getLogger(__name__)
 
 STEPS = ("sampling", "csanns", "projector", "selection")
-COLUMNS = ("config", "device", "generator", "perceptual", "method", "seeds", *STEPS, "total s/img",
+COLUMNS = ("config", "device", "generator", "perceptual", "method", "seeds", "batch", *STEPS, "total s/img",
            "G images/img", "G backward/img", "priors s (once)")
 
 
@@ -57,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random_perceptual", action="store_true",
                    help="timings only: LPIPS/VGG-16 with random backbone weights when no weights are given")
     p.add_argument("--seeds", type=int, help="seeds per image instead of the configuration's (paper: 10)")
-    p.add_argument("--repeats", type=int, default=1, help="timed images per configuration (mean reported)")
+    p.add_argument("--repeats", type=int_at_least(1), default=1,
+                   help="timed teacher runs per configuration (mean per image reported)")
+    p.add_argument("--batch", type=int_at_least(1), default=1,
+                   help="renders per teacher run (run_teacher_batch; r2s-generate-targets --batch): seconds per "
+                        "image are the run's over its size")
     p.add_argument("--out", help="append the result rows to this markdown file")
     return p
 
@@ -133,6 +138,7 @@ def benchmark(name: str, args) -> dict:
     from render2style.datasets import build_render_source, make_demo_renders
     from render2style.teacher import resolve_priors, run_teacher
     from render2style.teacher.job import teacher_input
+    from render2style.teacher.run import run_teacher_batch
     G, cfg, device, render_size, gen_label = setup(name, args)
     if args.seeds:
         cfg = cfg.replace(n_seeds=args.seeds, seed_batch=min(cfg.seed_batch, args.seeds))
@@ -141,22 +147,24 @@ def benchmark(name: str, args) -> dict:
     cfg = resolve_priors(G, cfg, device)
     priors_seconds = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
-        make_demo_renders(tmp, n=args.repeats + 1, size=render_size)
+        make_demo_renders(tmp, n=args.repeats * args.batch + 1, size=render_size)
         source = build_render_source("renders", tmp)
         inputs = [teacher_input(source[i], device) for i in range(len(source))]
     warm = cfg.replace(n_samples=8, csanns_outer=1, csanns_proposals=8, csanns_inner=1, proj_steps=2,
                        n_seeds=1, seed_batch=1, i2s_steps=2)
     run_teacher(args.method, G, inputs[0], warm, perceptual, seed=0)  # lazy init, kernel selection
     seconds, counter = [], PassCounter(G)
-    for inp in inputs[1:]:
-        seconds.append(run_teacher(args.method, G, inp, cfg, perceptual, seed=0).metrics["seconds"])
+    for k in range(1, len(inputs), args.batch):
+        runs = run_teacher_batch(args.method, G, inputs[k:k + args.batch], cfg, perceptual, seed=0,
+                                 render_ids=[str(i) for i in range(k, k + args.batch)])
+        seconds += [r.metrics["seconds"] for r in runs]
     n = len(seconds)
     mean = {k: sum(s.get(k, 0.0) for s in seconds) / len(seconds) for k in (*STEPS, "total")}
     if args.method != "garbin":  # the baselines report one optimisation step under their own name
         mean["projector"] = sum(s.get(args.method, 0.0) for s in seconds) / len(seconds)
     return {"config": name, "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else
             f"cpu ({torch.get_num_threads()} threads)", "generator": gen_label, "perceptual": perc_label,
-            "method": args.method, "seeds": cfg.n_seeds if args.method == "garbin" else 1,
+            "method": args.method, "seeds": cfg.n_seeds if args.method == "garbin" else 1, "batch": args.batch,
             **{k: round(mean[k], 2) for k in STEPS}, "total s/img": round(mean["total"], 2),
             "G images/img": counter.images // n, "G backward/img": counter.backward // n,
             "priors s (once)": round(priors_seconds, 2)}

@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="teacher step counts (default: demo without --stylegan_weights, else paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TeacherConfig override for both teachers, e.g. --set n_seeds=4 (repeatable)")
-    add_init_options(p, batch=8)
+    add_init_options(p)
+    p.add_argument("--init_batch", type=int_at_least(1), default=8,
+                   help="replace: renders refined together in one projector run, each as it would be alone "
+                        "(seconds per target: the batch's over its size)")
     p.add_argument("--init_set", dest="init_overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TeacherConfig override for the encoder-initialised teacher only (candidate: its smaller "
                         "step counts, e.g. --init_set n_seeds=1)")
@@ -143,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = resolve_priors(G, cfg, device, args.seed)
     init_cfg = cfg.replace(**TeacherConfig.parse_overrides(args.init_overrides))
     init = EncoderInit.load(args.checkpoint, device, mode=args.init_mode, proj_steps=args.init_steps,
-                            proj_lr=args.init_lr, schedule=args.init_schedule, batch=args.init_batch)
+                            proj_lr=args.init_lr, schedule=args.init_schedule)
     init.check_generator(G)
     if args.renders is None:
         root = Path(args.work_dir) / f"demo_renders_seed{args.demo_seed}"

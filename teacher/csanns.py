@@ -65,7 +65,7 @@ def csanns_step(G, loss: TeacherLoss, cfg: TeacherConfig, w_start: torch.Tensor,
     """Refine ``w_start`` ``[S, L, D]`` -> (w_n, its loss ``[S]``, stats), with no host synchronization.
 
     stats (device tensors): ``max_proposal_weight`` (largest softmax weight of any proposal) and
-    ``max_abs_beta`` per seed ``[S]``, ``improvements`` (inner iterations that improved a seed's best)."""
+    ``max_abs_beta`` per seed ``[S]``, ``improvements`` per seed (inner iterations that improved its best)."""
     S, L, _ = w_start.shape
     P, dev = cfg.csanns_proposals, w_start.device
     controls = cfg.control_vectors.to(dev)
@@ -74,7 +74,7 @@ def csanns_step(G, loss: TeacherLoss, cfg: TeacherConfig, w_start: torch.Tensor,
         best = loss(synthesize(G, w_n, cfg.amp))["total"]
     init = math.log(cfg.csanns_init_weight * P / (1 - cfg.csanns_init_weight)) / cfg.csanns_logit_scale
     stats = {"max_proposal_weight": torch.zeros(S, device=dev), "max_abs_beta": torch.zeros(S, device=dev),
-             "improvements": torch.zeros((), dtype=torch.long, device=dev)}
+             "improvements": torch.zeros(S, dtype=torch.long, device=dev)}
     for _ in range(cfg.csanns_outer):
         with torch.no_grad():
             candidates = draw_proposals(gens, w_n, cfg)
@@ -96,7 +96,7 @@ def csanns_step(G, loss: TeacherLoss, cfg: TeacherConfig, w_start: torch.Tensor,
                 better = total < best
                 best = torch.where(better, total, best)
                 w_n = torch.where(better[:, None, None], w, w_n)
-                stats["improvements"] += better.sum()
+                stats["improvements"] += better
                 weights = logits.softmax(dim=1)[:, 1:]
                 stats["max_proposal_weight"] = torch.maximum(stats["max_proposal_weight"], weights.amax(dim=(1, 2)))
                 stats["max_abs_beta"] = torch.maximum(stats["max_abs_beta"],

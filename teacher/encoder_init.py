@@ -7,7 +7,7 @@ A trained encoder already lands near a render's target, so the teacher need not 
   (step 4), so the result is never worse in SSIM than E(x). The schedule starts near the answer
   (``schedule="warm"``, the default): no learning-rate ramp-up and no latent noise, at ``proj_lr``;
   ``"garbin"`` is step 3's own (ramp-up, latent noise; the config's ``proj_lr`` unless ``proj_lr`` is given).
-  ``batch`` renders are refined together (:func:`run_encoder_init_batch`: one projector run, each render with
+  several renders are refined together (:func:`run_encoder_init_batch`: one projector run, each render with
   its own loss, mask, Adam state and latent-noise stream, so each gets what it gets alone);
 - ``candidate``: steps 1-4 as usual (with their own, smaller, counts), E(x) being one more step-1
   candidate for every seed: a seed whose best sample has a higher eq. 1 loss than E(x) continues from E(x).
@@ -26,14 +26,14 @@ from typing import Any
 
 import torch
 
-from render2style.teacher.common import StepTimer, seed_generators, stream_key, synthesize
+from render2style.teacher.common import StepTimer, seed_generators, stream_key
 from render2style.teacher.config import TeacherConfig, TeacherInput, TeacherResult
 from render2style.teacher.garbin import garbin_proposals
 from render2style.teacher.losses import TeacherLoss
 from render2style.teacher.methods import INIT_MODES, INIT_SCHEDULES
 from render2style.teacher.projector import ProjectorSettings, project
-from render2style.teacher.run import Problem, _host, build_problem, frozen, prepare_run
-from render2style.teacher.select import interpolation_candidates, score_candidates, select_best
+from render2style.teacher.run import Problem, build_problem, frozen, prepare_run, select_result
+from render2style.teacher.select import interpolation_candidates
 
 #: The projector's learning rate from E(x) in the warm schedule (docs/BENCHMARKS.md, "The flywheel": in 20 steps
 #: from the round-2 demo encoder, 0.05 reached 0.95× the full teacher's eq. 1 where step 3's schedule (lr 0.01,
@@ -46,13 +46,12 @@ class EncoderInit:
     """The encoder (a :class:`render2style.encoders.psp.pSp` in eval mode on the teacher's device), how its
     code starts the teacher (``mode``), and for ``replace`` the projector run from it: ``proj_steps`` steps
     of the ``schedule`` at ``proj_lr`` (None: :data:`WARM_LR` for ``warm``, the config's ``proj_lr`` for
-    ``garbin``), ``batch`` renders at a time."""
+    ``garbin``)."""
     net: Any
     mode: str = "replace"
     proj_steps: int = 20
     proj_lr: float | None = None
     schedule: str = "warm"
-    batch: int = 1
     name: str = ""
 
     def __post_init__(self):
@@ -62,8 +61,6 @@ class EncoderInit:
             raise ValueError(f"init schedule must be one of {INIT_SCHEDULES}, got {self.schedule!r}")
         if self.proj_steps < 0:
             raise ValueError(f"init projector steps must be >= 0, got {self.proj_steps}")
-        if self.batch < 1:
-            raise ValueError(f"init batch must be >= 1, got {self.batch}")
         if self.proj_lr is not None and not self.proj_lr > 0:
             raise ValueError(f"init projector lr must be > 0, got {self.proj_lr}")
 
@@ -117,7 +114,8 @@ def run_encoder_init_batch(G, init: EncoderInit, inps: Sequence[TeacherInput], c
                            flips: Sequence[bool] | None = None) -> list[TeacherResult]:
     """:func:`run_encoder_init_teacher` for several renders at once; each result equals the one its render
     gets alone (up to float rounding). ``replace`` runs one projector over the batch; ``seconds`` are the
-    batch's divided by its size (``metrics["batch"]``). ``candidate`` runs the renders one after another."""
+    batch's divided by its size (``metrics["batch"]``). ``candidate`` runs steps 1-3 of all renders in one
+    batch too (:func:`render2style.teacher.garbin.garbin_proposals`)."""
     init.check_generator(G)
     n = len(inps)
     render_ids = list(render_ids) if render_ids is not None else [""] * n
@@ -135,13 +133,14 @@ def run_encoder_init_batch(G, init: EncoderInit, inps: Sequence[TeacherInput], c
         if init.mode == "replace":
             proposals = _refine(G, probs, cfg, nets, init, w_e, seed, keys, timer, device)
         else:
-            proposals = []
-            for prob, w, key in zip(probs, w_e, keys):
-                codes, rows, stats = garbin_proposals(G, prob.loss, cfg, seed, key, timer, device,
-                                                      step1_extra=w[None])
-                proposals.append((torch.cat([w[None], codes]), [{"step": "encoder", "seed": 0}] + rows, stats))
-        results = [_select(G, prob, codes, rows, stats, cfg, timer) for prob, (codes, rows, stats)
-                   in zip(probs, proposals)]
+            found = garbin_proposals(G, [p.loss for p in probs], cfg, seed, keys, timer, device, step1_extra=w_e)
+            proposals = [(torch.cat([w[None], codes]), [{"step": "encoder", "seed": 0}] + rows, stats)
+                         for w, (codes, rows, stats) in zip(w_e, found)]
+        results = []
+        for prob, (codes, rows, stats) in zip(probs, proposals):
+            res = select_result(G, prob, codes, rows, stats, cfg, timer)
+            res.metrics.update(method="garbin", loss_encoder=rows[0]["loss"])
+            results.append(res)
     seconds = {k: v / n for k, v in timer.seconds.items()}
     seconds["total"] = (time.perf_counter() - start) / n
     for res in results:
@@ -165,26 +164,3 @@ def _refine(G, probs: Sequence[Problem], cfg: TeacherConfig, nets, init: Encoder
     rows = [{"step": "encoder", "seed": 0}, {"step": "projector", "seed": 0}] + [{"step": n, "seed": 0} for n in names]
     return [(torch.cat([w_e[i:i + 1], w_f[i:i + 1], interp[i]]), [dict(r) for r in rows], {})
             for i in range(len(w_e))]
-
-
-def _select(G, prob: Problem, codes: torch.Tensor, rows: list[dict], stats: dict, cfg: TeacherConfig,
-            timer: StepTimer) -> TeacherResult:
-    """Step 4 for one render: the candidate with the highest SSIM, its image and eq. 1 terms."""
-    with timer("selection"):
-        ssims, losses = score_candidates(G, codes, prob.render, prob.render_mask, prob.loss, cfg.select_size,
-                                         cfg.chunk, cfg.amp)
-        best = select_best(ssims)
-        with torch.no_grad():
-            image = synthesize(G, codes[best][None], cfg.amp)
-            terms = prob.loss(image, with_landmarks=True)
-    ssims, losses = ssims.tolist(), losses.tolist()
-    for row, s, value in zip(rows, ssims, losses):
-        row.update(ssim=s, loss=value)
-    metrics = {f"loss_{k}": float(v[0]) for k, v in terms.items()}
-    metrics.update(method="garbin", ssim=ssims[best], selected_step=rows[best]["step"],
-                   selected_seed=rows[best]["seed"], loss_encoder=losses[0], **_host(stats))
-    for step in ("sampling", "csanns", "projector"):
-        metrics[f"loss_{step}"] = [r["loss"] for r in rows if r["step"] == step]
-    candidates = [dict(row, w_plus=w.cpu()) for row, w in zip(rows, codes)]
-    return TeacherResult(w_plus=codes[best].float().cpu(), image=image[0].clamp(-1, 1).cpu(), metrics=metrics,
-                         candidates=candidates)

@@ -30,10 +30,11 @@ from tqdm import tqdm
 
 from render2style.datasets.renders import check_render
 from render2style.datasets.screening import screen_renders
-from render2style.teacher import TeacherConfig, TeacherInput, run_teacher
+from render2style.teacher import TeacherConfig, TeacherInput
 from render2style.teacher.dual import run_dual_teacher
 from render2style.teacher.encoder_init import run_encoder_init_batch
 from render2style.teacher.priors import resolve_priors
+from render2style.teacher.run import run_teacher_batch
 from render2style.utils.claims import claim
 from render2style.utils.io import (
     atomic_save_image,
@@ -291,8 +292,8 @@ def _units(source, shard: tuple[int, int], flip: bool, limit: int | None) -> lis
 def _targets(G, items: Sequence[tuple], cfg: TeacherConfig, config: dict[str, Any], perceptual,
              shard: tuple[int, int], device, search_generator=None, encoder_init=None) -> list[tuple]:
     """Run the teacher on ``(render, cached render)`` pairs (the render possibly flipped): per pair (W+, teacher
-    image, metadata row, fitted noise maps or None). The encoder-initialised teacher takes them in one batch,
-    the other teachers one after another. ``seconds``: the batch's time over its size."""
+    image, metadata row, fitted noise maps or None). Garbin et al.'s teacher, plain or encoder-initialised, takes
+    them in one batch, the other teachers one after another. ``seconds``: the batch's time over its size."""
     t0 = time.perf_counter()
     inps = [teacher_input(render, device) for render, _ in items]
     streams = [dict(seed=config["seed"], render_id=cached.id, flip=render is not cached) for render, cached in items]
@@ -304,8 +305,8 @@ def _targets(G, items: Sequence[tuple], cfg: TeacherConfig, config: dict[str, An
                                          render_ids=[s["render_id"] for s in streams],
                                          flips=[s["flip"] for s in streams])
     else:
-        results = [run_teacher(config["method"], G, inp, cfg, perceptual, **stream)
-                   for inp, stream in zip(inps, streams)]
+        results = run_teacher_batch(config["method"], G, inps, cfg, perceptual, seed=config["seed"],
+                                    render_ids=[s["render_id"] for s in streams], flips=[s["flip"] for s in streams])
     seconds = round((time.perf_counter() - t0) / len(items), 3)
     return [_item(G, render, cached, result, config, shard, seconds)
             for (render, cached), result in zip(items, results)]
@@ -335,7 +336,7 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
                      seed: int = 0, generator_name: str = "demo", device: str | torch.device = "cpu",
                      skip_corrupt: bool = False, limit: int | None = None,
                      extra_config: dict[str, Any] | None = None, search_generator=None,
-                     encoder_init=None) -> dict[str, Any]:
+                     encoder_init=None, batch: int = 1) -> dict[str, Any]:
     """Run the teacher on every unfinished render of this shard and write the target folder.
 
     ``source``: indexable renders with ``.ids`` (``render2style.datasets.build_render_source``).
@@ -345,7 +346,9 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
     sorted ids. ``extra_config``: more fields for ``run.json``; for ``method="dual"`` it names
     ``render_generator`` and ``dual_search``, and ``search_generator`` is G_rendering (``G``: G_real, whose
     images are the targets). ``encoder_init``: a ``teacher.encoder_init.EncoderInit`` (method "garbin"):
-    every target starts from the encoder's E(x). Returns counts and timing.
+    every target starts from the encoder's E(x). ``batch``: renders per teacher run (Garbin et al.'s teacher,
+    plain or encoder-initialised: one batched search, each render as it would be alone; seconds per target
+    are the batch's over its size). Returns counts and timing.
     """
     if (method == "dual") != (search_generator is not None):
         raise ValueError("method 'dual' needs search_generator (G_rendering), and only it takes one")
@@ -376,7 +379,6 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
     index = {x: k for k, x in enumerate(source.ids)}
     cached = None
     units = [u for u in todo if u[0] not in corrupt]
-    batch = encoder_init.batch if encoder_init is not None else 1
     with tqdm(total=len(units), desc=f"targets {shard[0]}/{shard[1]}", unit="img", disable=not progress,
               dynamic_ncols=True) as bar:
         for k in range(0, len(units), batch):

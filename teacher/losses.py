@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lpips
@@ -97,16 +98,30 @@ class TeacherLoss:
 
     def __init__(self, target: torch.Tensor, mask: torch.Tensor, cfg: TeacherConfig,
                  nets: PerceptualNets | None, landmarks: LandmarkDetector | None = None):
-        self.cfg, self.mask, self.landmarks = cfg, mask.float(), landmarks
-        self.target = self.prep(target.float())
+        self.cfg, self.nets, self.mask, self.landmarks = cfg, nets, mask.float(), landmarks
+        self.render = target.float()
+        self.target = self.prep(self.render)
         self.target_yuv = rgb_to_yuv(self.target)
         self.lpips = _LPIPSTarget(nets.lpips, self.target) if nets is not None else None
         self.target_landmarks = landmarks(self.target) if landmarks is not None else None
+
+    @classmethod
+    def stack(cls, losses: Sequence[TeacherLoss], repeats: int = 1) -> TeacherLoss:
+        """One loss over several renders: row ``r · repeats + i`` of a batch is scored against ``losses[r]``'s
+        render, exactly as ``losses[r]`` scores it (every term is per row). No landmark term."""
+        def rows(ts):
+            return torch.cat(ts).repeat_interleave(repeats, dim=0)
+        first = losses[0]
+        return cls(rows([x.render for x in losses]), rows([x.mask for x in losses]), first.cfg, first.nets)
 
     def prep(self, images: torch.Tensor) -> torch.Tensor:
         """r(I * Ia) at ``cfg.loss_size``²."""
         c = self.cfg
         return preprocess(images.float(), self.mask, c.loss_size, c.blur_kernel, c.blur_sigma)
+
+    def total(self, images: torch.Tensor) -> torch.Tensor:
+        """Eq. 1 without the landmark term ``[B]`` (what CS-ANNS and the projector minimise)."""
+        return self(images)["total"]
 
     def __call__(self, images: torch.Tensor, with_landmarks: bool = False) -> dict[str, torch.Tensor]:
         c = self.cfg

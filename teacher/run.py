@@ -1,10 +1,11 @@
-"""``run_teacher``: one render -> its W+ target, by Garbin et al.'s pipeline or a baseline."""
+"""``run_teacher``: one render -> its W+ target, by Garbin et al.'s pipeline or a baseline; ``run_teacher_batch``
+for several renders at once."""
 from __future__ import annotations
 
 import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -84,41 +85,68 @@ def run_teacher(method: str, G, inp: TeacherInput, cfg: TeacherConfig, perceptua
     landmark-free eq. 1 loss after each step (``loss_sampling``, ``loss_csanns``, ``loss_projector``,
     measured like the selection: const noise) and CS-ANNS's largest proposal weight and |β|.
     """
+    return run_teacher_batch(method, G, [inp], cfg, perceptual, seed, [render_id], [flip])[0]
+
+
+def run_teacher_batch(method: str, G, inps: Sequence[TeacherInput], cfg: TeacherConfig, perceptual, seed: int = 0,
+                      render_ids: Sequence[str] | None = None, flips: Sequence[bool] | None = None
+                      ) -> list[TeacherResult]:
+    """:func:`run_teacher` for several renders. For "garbin" their CS-ANNS and projector steps run as one batch
+    (more work per operation: on the CPU the small ops of a 64² generator cost about as much at batch 8 as at
+    batch 2), each render getting what it gets alone up to float rounding; the baselines run one after another.
+    ``seconds`` are the batch's divided by its size (``metrics["batch"]``)."""
     if method not in METHODS:
         raise ValueError(f"unknown teacher method {method!r}; expected one of {METHODS}")
+    n = len(inps)
+    render_ids = list(render_ids) if render_ids is not None else [""] * n
+    flips = list(flips) if flips is not None else [False] * n
+    if not n == len(render_ids) == len(flips):
+        raise ValueError(f"teacher: {n} renders, {len(render_ids)} ids, {len(flips)} flips")
     nets, device, cfg = prepare_run(G, cfg, perceptual)
-    key = stream_key(render_id, flip)
+    keys = [stream_key(r, f) for r, f in zip(render_ids, flips)]
     timer = StepTimer(device)
     start = time.perf_counter()
-    noise = None
     with frozen(G):
-        prob = build_problem(G, inp, cfg, nets, device)
+        probs = [build_problem(G, inp, cfg, nets, device) for inp in inps]
         if method == "garbin":
-            codes, rows, stats = garbin_proposals(G, prob.loss, cfg, seed, key, timer, device)
+            found = [(codes, None, rows, stats) for codes, rows, stats in
+                     garbin_proposals(G, [p.loss for p in probs], cfg, seed, keys, timer, device)]
         else:
-            codes, noise, rows, stats = _baseline(method, G, prob, cfg, nets, seed, key, timer, device)
-        with timer("selection"):
-            ssims, losses = score_candidates(G, codes, prob.render, prob.render_mask, prob.loss, cfg.select_size,
-                                             cfg.chunk, cfg.amp, noise=noise)
+            found = [_baseline(method, G, prob, cfg, nets, seed, key, timer, device) for prob, key in zip(probs, keys)]
+        results = [select_result(G, prob, codes, rows, stats, cfg, timer, noise=noise, garbin=method == "garbin")
+                   for prob, (codes, noise, rows, stats) in zip(probs, found)]
+    seconds = {k: v / n for k, v in timer.seconds.items()}
+    seconds["total"] = (time.perf_counter() - start) / n
+    for res in results:
+        res.metrics.update(method=method, perceptual=nets is not None, seed=seed, seconds=seconds, batch=n)
+    return results
+
+
+def select_result(G, prob: Problem, codes: torch.Tensor, rows: list[dict], stats: dict, cfg: TeacherConfig,
+                  timer: StepTimer, noise: Sequence[torch.Tensor] | None = None, garbin: bool = True) -> TeacherResult:
+    """Step 4 for one render: the candidate ``codes`` ``[M, L, D]`` with the highest SSIM, its image and eq. 1
+    terms; each row of ``rows`` gets its candidate's ``ssim`` and landmark-free ``loss``. ``garbin``: the result
+    keeps every candidate and the per-step losses (``loss_sampling``, ...)."""
+    with timer("selection"):
+        ssims, losses = score_candidates(G, codes, prob.render, prob.render_mask, prob.loss, cfg.select_size,
+                                         cfg.chunk, cfg.amp, noise=noise)
         best = select_best(ssims)
-        w_plus = codes[best]
         with torch.no_grad():
-            image = synthesize(G, w_plus[None], cfg.amp, noise=noise)
+            image = synthesize(G, codes[best][None], cfg.amp, noise=noise)
             terms = prob.loss(image, with_landmarks=True)
     ssims, losses = ssims.tolist(), losses.tolist()
     for row, s, value in zip(rows, ssims, losses):
         row.update(ssim=s, loss=value)
     metrics = {f"loss_{k}": float(v[0]) for k, v in terms.items()}
-    metrics.update(method=method, perceptual=nets is not None, ssim=ssims[best], seed=seed,
-                   selected_step=rows[best]["step"], selected_seed=rows[best]["seed"],
-                   seconds={**timer.seconds, "total": time.perf_counter() - start}, **_host(stats))
+    metrics.update(ssim=ssims[best], selected_step=rows[best]["step"], selected_seed=rows[best]["seed"],
+                   **_host(stats))
     candidates = []
-    if method == "garbin":
+    if garbin:
         for step in ("sampling", "csanns", "projector"):
             metrics[f"loss_{step}"] = [r["loss"] for r in rows if r["step"] == step]
         candidates = [dict(row, w_plus=w.cpu()) for row, w in zip(rows, codes)]
-    return TeacherResult(w_plus=w_plus.float().cpu(), image=image[0].clamp(-1, 1).cpu(), metrics=metrics,
-                         candidates=candidates, noise=[n[0].cpu() for n in noise] if noise else None)
+    return TeacherResult(w_plus=codes[best].float().cpu(), image=image[0].clamp(-1, 1).cpu(), metrics=metrics,
+                         candidates=candidates, noise=[x[0].cpu() for x in noise] if noise else None)
 
 
 def prepare_run(G, cfg: TeacherConfig, perceptual) -> tuple[PerceptualNets | None, torch.device, TeacherConfig]:

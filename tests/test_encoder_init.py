@@ -106,7 +106,7 @@ def test_a_batch_gives_each_render_what_it_gets_alone(G, net, case, cfg):
         mask = torch.zeros(1, 1, 32, 32)
         mask[..., 4 + k:28, 6:26] = 1  # a different mask per render
         inps.append(TeacherInput(image, mask))
-    init = EncoderInit(with_code(net, w_true), proj_steps=12, schedule="garbin", batch=3)
+    init = EncoderInit(with_code(net, w_true), proj_steps=12, schedule="garbin")
     ids = ["r4", "r5", "r6"]
     batched = run_encoder_init_batch(G, init, inps, cfg, False, seed=1, render_ids=ids)
     for inp, rid, res in zip(inps, ids, batched):

@@ -57,25 +57,29 @@ class FakeSource:
 
 
 class FakeTeacher:
-    """Records its inputs; raises on call number ``fail_at`` (1-based) to simulate a crash."""
+    """Stands in for ``run_teacher_batch``: records its inputs; raises at render number ``fail_at`` (1-based)
+    to simulate a crash."""
 
     def __init__(self, fail_at=None):
         self.calls, self.inputs, self.streams, self.fail_at = 0, [], [], fail_at
 
-    def __call__(self, method, G, inp, cfg, perceptual, seed=0, **stream):  # stream: render_id, flip
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise KeyboardInterrupt("killed")
-        self.inputs.append(inp)
-        self.streams.append(stream)
-        w = torch.full((N_LATENT, 512), float(inp.image.mean()))
-        return TeacherResult(w, torch.zeros(3, SIZE, SIZE), {"loss": 0.5, "ssim": 0.9, "seed": seed + 1})
+    def __call__(self, method, G, inps, cfg, perceptual, seed=0, render_ids=(), flips=()):
+        results = []
+        for inp, render_id, flip in zip(inps, render_ids, flips):
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise KeyboardInterrupt("killed")
+            self.inputs.append(inp)
+            self.streams.append({"render_id": render_id, "flip": flip})
+            w = torch.full((N_LATENT, 512), float(inp.image.mean()))
+            results.append(TeacherResult(w, torch.zeros(3, SIZE, SIZE), {"loss": 0.5, "ssim": 0.9, "seed": seed + 1}))
+        return results
 
 
 @pytest.fixture
 def fake(monkeypatch):
     teacher = FakeTeacher()
-    monkeypatch.setattr(job, "run_teacher", teacher)
+    monkeypatch.setattr(job, "run_teacher_batch", teacher)
     monkeypatch.setattr(job, "resolve_priors", lambda G, cfg, device, seed: cfg)
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
@@ -115,7 +119,7 @@ def test_targets_have_the_documented_layout(tmp_path, fake):
 
 def test_crash_mid_run_leaves_no_partial_outputs_and_resume_skips_finished(tmp_path, monkeypatch, fake):
     source = FakeSource(5)
-    monkeypatch.setattr(job, "run_teacher", FakeTeacher(fail_at=3))
+    monkeypatch.setattr(job, "run_teacher_batch", FakeTeacher(fail_at=3))
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, source)
     assert finished(tmp_path) == ["r000", "r001"]
@@ -125,7 +129,7 @@ def test_crash_mid_run_leaves_no_partial_outputs_and_resume_skips_finished(tmp_p
     assert sorted(Path(f).stem for f in files if f.startswith("images/")) == ["r000", "r001"]
 
     resumed = FakeTeacher()
-    monkeypatch.setattr(job, "run_teacher", resumed)
+    monkeypatch.setattr(job, "run_teacher_batch", resumed)
     stats = run(tmp_path, source)
     assert resumed.calls == 3 and stats["already_done"] == 2 and stats["done"] == 3
     assert finished(tmp_path) == [f"r{k:03d}" for k in range(5)]
@@ -320,10 +324,10 @@ def test_fitted_noise_is_stored_with_the_latent_and_checked(tmp_path, monkeypatc
     finished only while that file is the one its meta recorded."""
     maps = [np.full((1, 4, 4), 0.5, np.float32), np.full((1, 8, 8), -1.0, np.float32)]
 
-    def teacher(method, G, inp, cfg, perceptual, seed=0, **stream):
-        return TeacherResult(torch.zeros(N_LATENT, 512), torch.zeros(3, SIZE, SIZE), {"loss": 0.1},
-                             noise=[torch.from_numpy(m) for m in maps])
-    monkeypatch.setattr(job, "run_teacher", teacher)
+    def teacher(method, G, inps, cfg, perceptual, seed=0, **streams):
+        return [TeacherResult(torch.zeros(N_LATENT, 512), torch.zeros(3, SIZE, SIZE), {"loss": 0.1},
+                              noise=[torch.from_numpy(m) for m in maps]) for _ in inps]
+    monkeypatch.setattr(job, "run_teacher_batch", teacher)
     monkeypatch.setattr(job, "resolve_priors", lambda G, cfg, device, seed: cfg)
     run(tmp_path, FakeSource(2), method="projector")
     with np.load(tmp_path / "noise" / "r000.npz") as stored:
@@ -356,3 +360,24 @@ def test_the_teacher_gets_each_renders_id_and_flip(tmp_path, fake):
     run(tmp_path, FakeSource(2), flip=True)
     assert sorted((s["render_id"], s["flip"]) for s in fake.streams) == [
         ("r000", False), ("r000", True), ("r001", False), ("r001", True)]
+
+
+def test_batched_garbin_targets_equal_one_at_a_time(tmp_path, monkeypatch):
+    """The demo preset runs DEMO_BATCH renders per teacher run by default; its targets are those of --batch 1
+    (up to float rounding: see test_a_batch_of_renders_gets_what_each_gets_alone), each with its own render."""
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    common = ["--stylegan_weights", "demo-random", "--no_perceptual", "--limit", "3", "--device", "cpu", *TINY]
+    generate_targets.main(["--out", str(tmp_path / "default"), *common])
+    generate_targets.main(["--out", str(tmp_path / "one"), "--batch", "1", *common])
+    rows = {k: {r["id"]: r for r in csv.DictReader(open(tmp_path / k / "metadata.csv"))} for k in ("default", "one")}
+    assert sorted(rows["default"]) == sorted(rows["one"]) == ["demo_00000", "demo_00001", "demo_00002"]
+    assert generate_targets.DEMO_BATCH >= 3
+    assert {r["batch"] for r in rows["default"].values()} == {"3"}
+    assert {r["batch"] for r in rows["one"].values()} == {"1"}
+    latents = {k: {i: np.load(tmp_path / k / "latents" / f"{i}.npy") for i in rows[k]} for k in rows}
+    for rid in rows["one"]:
+        np.testing.assert_allclose(latents["default"][rid], latents["one"][rid], rtol=0, atol=5e-2)
+        assert float(rows["default"][rid]["loss_total"]) == pytest.approx(float(rows["one"][rid]["loss_total"]),
+                                                                          rel=2e-2)
+    assert not np.allclose(latents["one"]["demo_00000"], latents["one"]["demo_00001"], atol=5e-2)
