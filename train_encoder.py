@@ -75,7 +75,7 @@ def _make_demo_targets(opts: argparse.Namespace, kind: str) -> None:
     from render2style.datasets import build_render_source
     from render2style.stylegan2 import load_demo
     from render2style.teacher import TeacherConfig
-    from render2style.teacher.job import generate_targets
+    from render2style.teacher.job import DEMO_BATCH, generate_targets
     G, latent_avg, name = load_demo(kind, seed=opts.demo_seed)
     cfg = TeacherConfig.demo()
     if latent_avg is not None:
@@ -89,7 +89,7 @@ def _make_demo_targets(opts: argparse.Namespace, kind: str) -> None:
     t0 = time.perf_counter()
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
         generate_targets(source, opts.targets, G, cfg, DEMO_TEACHER_METHOD, False,
-                         shard=(0, 1), seed=opts.seed, generator_name=name)
+                         shard=(0, 1), seed=opts.seed, generator_name=name, batch=DEMO_BATCH)
     log.info("demo targets made in %.0f s", time.perf_counter() - t0)
 
 

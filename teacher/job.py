@@ -49,6 +49,11 @@ from render2style.utils.io import (
 
 log = logging.getLogger(__name__)
 
+#: Renders per teacher run with the demo preset (r2s-generate-targets, the demo world's targets): on 2 CPU threads
+#: the 64² generator's small operations cost about as much for 4 renders' seeds as for one's; measured 2.4× faster
+#: per target than one render a run (docs/BENCHMARKS.md, issue 11).
+DEMO_BATCH = 4
+
 #: iBUG 68-point mirror permutation: landmark j of a flipped face is landmark FLIP_68[j] of the original.
 FLIP_68 = (
     list(range(16, -1, -1))                      # jaw

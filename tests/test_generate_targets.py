@@ -372,7 +372,8 @@ def test_batched_garbin_targets_equal_one_at_a_time(tmp_path, monkeypatch):
     generate_targets.main(["--out", str(tmp_path / "one"), "--batch", "1", *common])
     rows = {k: {r["id"]: r for r in csv.DictReader(open(tmp_path / k / "metadata.csv"))} for k in ("default", "one")}
     assert sorted(rows["default"]) == sorted(rows["one"]) == ["demo_00000", "demo_00001", "demo_00002"]
-    assert generate_targets.DEMO_BATCH >= 3
+    assert job.DEMO_BATCH >= 3 and f"default: {job.DEMO_BATCH} with the demo preset" in " ".join(
+        generate_targets.build_parser().format_help().split())
     assert {r["batch"] for r in rows["default"].values()} == {"3"}
     assert {r["batch"] for r in rows["one"].values()} == {"1"}
     latents = {k: {i: np.load(tmp_path / k / "latents" / f"{i}.npy") for i in rows[k]} for k in rows}
