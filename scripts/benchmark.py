@@ -68,10 +68,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="also time an older source tree against this one (DIR holds its render2style package, "
                         "e.g. from `git archive`): interleaved A/B calls on the same weights, CPU; outputs compared")
     p.add_argument("--peak_gflops", type=float, default=None,
-                   help="the device's peak GFLOP/s at the measured precision (e.g. 2 cores x 2.6 GHz x 64 fp32 "
-                        "FLOP/cycle = 333 for the build machine's Zen 5 CPU, two 512-bit FMA pipes; 666 in bf16): "
-                        "rows then report the fraction of it that the best throughput reaches; GPUs' peaks are not "
-                        "looked up (that needs a table of guesses)")
+                   help="the device's peak GFLOP/s at the measured precision (e.g. the build machine's 2 cores: "
+                        "416 fp32 and 852 bf16, the rates --roofline measured): rows then report the fraction of "
+                        "it that the best throughput reaches; GPUs' peaks are not looked up (that needs a table of "
+                        "guesses)")
+    p.add_argument("--roofline", action="store_true",
+                   help="first measure the device's practical peak per precision (a 3x3 convolution 512 -> 512 "
+                        "channels on a 64x64 channels_last map, and a 4096x4096 matrix product) and print it; "
+                        "without --peak_gflops, the measured convolution rate becomes each precision's peak")
     p.add_argument("--ab_batches", default="1,8", help="with --baseline: comma-separated batch sizes")
     p.add_argument("--ab_rounds", type=int, default=5, help="with --baseline: A/B pairs per batch size")
     p.add_argument("--json", default=None, help="write the results as JSON here")
@@ -129,6 +133,26 @@ def time_calls(fn: Callable[[], object], device: torch.device, iters: int, warmu
         synchronize(device)
         times.append(time.perf_counter() - t0)
     return times
+
+
+def measure_roofline(device: torch.device, dtype: str, iters: int = 5, channels: int = 512, side: int = 64,
+                     n: int = 4096) -> dict[str, float]:
+    """GFLOP/s of the fastest of ``iters`` calls (after 2 warm-up calls) of a 3x3 convolution ``channels`` ->
+    ``channels`` on a ``side``² channels_last map (padding 1, batch 1: the generator's and encoder's bulk) and of
+    an ``n`` x ``n`` matrix product, in ``dtype`` ("fp32" | "bf16" | "fp16"): the practical peak of the device
+    for these models (2 FLOPs per multiply-add)."""
+    import torch
+    import torch.nn.functional as F
+
+    from render2style.inference.engine import DTYPES
+    dt = DTYPES[dtype] or torch.float32
+    x = torch.randn(1, channels, side, side, device=device, dtype=dt).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, device=device, dtype=dt).contiguous(memory_format=torch.channels_last)
+    a, b = (torch.randn(n, n, device=device, dtype=dt) for _ in range(2))
+    conv = min(time_calls(lambda: F.conv2d(x, w, padding=1), device, iters, 2))
+    matmul = min(time_calls(lambda: a @ b, device, iters, 2))
+    return {"dtype": dtype, "conv3x3_gflops": 2 * channels * channels * 9 * side * side / conv / 1e9,
+            "matmul_gflops": 2 * n ** 3 / matmul / 1e9}
 
 
 def multiply_adds(fn: Callable, *args) -> int:
@@ -390,11 +414,18 @@ def append_markdown(path: str | os.PathLike, text: str) -> None:
     atomic_write_text(old + ("\n" if old else "") + text, path)
 
 
+def roofline_markdown(roofline: Sequence[dict]) -> str:
+    """One sentence per precision ``measure_roofline`` measured (empty when none)."""
+    return "".join(f"Roofline {r['dtype']} (measured): 3×3 conv {r['conv3x3_gflops']:.0f} GFLOP/s, "
+                   f"matrix product {r['matmul_gflops']:.0f} GFLOP/s. " for r in roofline)
+
+
 def to_markdown(result: dict) -> str:
     lines = [f"### {result['date']} — {result['device']}", "",
              f"torch {result['torch']}; load average at start {result['load_start']}, at end {result['load_end']}; "
              f"random weights (timing only); {result['iters']} timed iterations after "
-             f"{result['warmup']} warm-up; throughput batch {result['batch_size']}.", "",
+             f"{result['warmup']} warm-up; throughput batch {result['batch_size']}. "
+             + roofline_markdown(result.get("roofline", [])), "",
              "| config | stage | dtype | mode | batch-1 latency (ms) min / median | throughput (img/s) best / median "
              "| GMAC/img | GFLOP/s (of peak) | peak memory (MiB) | images vs fp32 eager (rel. L2) |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -430,14 +461,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_start = load_average()
     warn_if_busy(device)
     batch = args.batch_size or (64 if device.type == "cuda" else 4)
+    dtypes = args.dtypes.split(",")
+    roofline = [measure_roofline(torch.device("cpu") if args.baseline else device, d) for d in dtypes] \
+        if args.roofline else []
+    for r in roofline:
+        log.info("roofline %s: 3x3 conv %.0f GFLOP/s, matrix product %.0f GFLOP/s", r["dtype"], r["conv3x3_gflops"],
+                 r["matmul_gflops"])
+    peaks = {d: args.peak_gflops or next((r["conv3x3_gflops"] for r in roofline if r["dtype"] == d), None)
+             for d in dtypes}
     if args.baseline:
-        ab_rows = [row for config in args.configs.split(",") for dtype in args.dtypes.split(",")
+        ab_rows = [row for config in args.configs.split(",") for dtype in dtypes
                    for row in compare_trees(args.baseline, config, dtype, [int(b) for b in args.ab_batches.split(",")],
-                                            args.ab_rounds, args.threads, args.peak_gflops)]
+                                            args.ab_rounds, args.threads, peaks[dtype])]
         text = f"### {datetime.datetime.now():%Y-%m-%d %H:%M} — {device_description(torch.device('cpu'))}\n\n" + \
-            f"load average at start {load_start}, at end {load_average()}. " + ab_markdown(ab_rows)
+            f"load average at start {load_start}, at end {load_average()}. " + roofline_markdown(roofline) + \
+            ab_markdown(ab_rows)
         if args.json:
-            atomic_write_json({"ab": ab_rows}, args.json)
+            atomic_write_json({"ab": ab_rows, "roofline": roofline}, args.json)
         print(text)
         if args.markdown:
             append_markdown(args.markdown, text)
@@ -450,10 +490,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("%s: %.2f GMAC per image in the encoder, %.2f in the generator", config, macs["encoder"] / 1e9,
                  macs["generator"] / 1e9)
         reference = None
-        for dtype in args.dtypes.split(","):
+        for dtype in dtypes:
             for mode in args.modes.split(","):
                 rows += bench_model(net, config, dtype, mode, device, batch, args.iters, args.warmup, size, macs,
-                                    args.peak_gflops)
+                                    peaks[dtype])
                 images = rows[-1].pop("check_images")
                 if (dtype, mode) == ("fp32", "eager"):
                     reference = images
@@ -463,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "device": device_description(device),
               "torch": torch.__version__ + (f", CUDA {torch.version.cuda}" if device.type == "cuda" else ""),
               "iters": args.iters, "warmup": args.warmup, "batch_size": batch,
-              "rows": rows, "load_start": load_start}
+              "rows": rows, "load_start": load_start, "roofline": roofline}
     if args.teacher == "demo":
         result["teacher"] = bench_teacher(device, args.teacher_images, args.lpips_weights)
         demo_rows = [r for r in rows if r["stage"] == "encoder+generator" and r["config"] == "demo"]

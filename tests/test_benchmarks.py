@@ -201,3 +201,23 @@ def test_flop_rates_from_throughput_and_peak():
     row = benchmark.add_flop_rates({"throughput_img_s_best": 4.0}, 3 * 10 ** 9, peak_gflops=48.0)
     assert row["gmacs_per_img"] == 3.0 and row["achieved_gflops"] == 24.0 and row["peak_fraction"] == 0.5
     assert benchmark.add_flop_rates({"throughput_img_s_best": 1.0}, 10 ** 9, None)["peak_fraction"] is None
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_roofline_counts_the_flops_of_the_ops_it_times(monkeypatch, dtype):
+    """GFLOP/s = 2 · multiply-adds / fastest time, from a count made here; each op runs in the precision asked
+    (the conv on a channels_last map)."""
+    outputs = []
+
+    def fake_time_calls(fn, device, iters, warmup):
+        outputs.append(fn())
+        return [0.5, 0.25, 1.0][:iters]
+
+    monkeypatch.setattr(benchmark, "time_calls", fake_time_calls)
+    r = benchmark.measure_roofline(torch.device("cpu"), dtype, iters=3, channels=8, side=6, n=10)
+    assert r["conv3x3_gflops"] == pytest.approx(2 * (8 * 8 * 9) * 36 / 0.25 / 1e9)
+    assert r["matmul_gflops"] == pytest.approx(2 * 10 ** 3 / 0.25 / 1e9)
+    conv, product = outputs
+    expected = torch.bfloat16 if dtype == "bf16" else torch.float32
+    assert conv.shape == (1, 8, 6, 6) and conv.dtype == product.dtype == expected and product.shape == (10, 10)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
