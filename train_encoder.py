@@ -28,9 +28,9 @@ log = logging.getLogger("render2style.train_encoder")
 
 DEMO_RENDERS = 24        # the datasets' hash split keeps about 10 % for the test split
 # Demo teacher: Garbin et al.'s steps 1-4 (sampling with the dlib landmark term, CS-ANNS, masked projector,
-# interpolation and SSIM selection) with the TeacherConfig.demo() preset: with the face generator a median
-# 3.5 s per render on a free 2-core CPU (measured 2026-12-02; 15.8 s at load average 4-5). Without LPIPS weights its
-# perceptual terms are off (logged by the teacher).
+# interpolation and SSIM selection) with the TeacherConfig.demo() preset, teacher.job.DEMO_BATCH renders a run: with
+# the face generator a median 2.8 s per render on a 2-core CPU shared with another 2-thread job (measured 2026-12-02;
+# 3.5 s one render a run on a free CPU). Without LPIPS weights its perceptual terms are off (logged by the teacher).
 DEMO_TEACHER_METHOD = "garbin"
 DEMO_GENERATOR_SEED = 0
 
