@@ -2,7 +2,8 @@
 
 For every render: the full teacher (Garbin et al.'s steps 1-4 from the prior), the encoder alone (E(x)) and
 the teacher started from E(x) (``--init_mode replace``: the projector from E(x) for ``--init_steps`` steps,
-``--init_batch`` renders refined together, each as it would be alone, its seconds the batch's over its size;
+``--init_batch`` renders refined together, each as it would be alone, its seconds the batch's over its size (the
+full teacher runs the same batches: ``teacher.run.run_teacher_batch``);
 ``candidate``: steps 1-4 with E(x) as one more step-1 candidate). Each result is measured the same way
 (``teacher.quality.measure``): eq. 1 (landmark-free, as the selection sees it), SSIM inside Ia, the dlib
 landmark error, and seconds per image. The table gives medians and, per render, the ratio of the
@@ -126,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     from render2style.datasets import build_render_source, make_demo_renders
     from render2style.scripts.benchmark_teacher_quality import write_csv
     from render2style.scripts.generate_targets import default_preset, load_generator_arg
-    from render2style.teacher import PerceptualNets, TeacherConfig, resolve_priors, run_teacher
+    from render2style.teacher import PerceptualNets, TeacherConfig, resolve_priors
     from render2style.teacher.encoder_init import EncoderInit, run_encoder_init_batch
     from render2style.teacher.job import teacher_input
     from render2style.teacher.quality import LandmarkError, measure
-    from render2style.teacher.run import build_problem, frozen
+    from render2style.teacher.run import build_problem, frozen, run_teacher_batch
     from render2style.utils.io import atomic_write_text
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
@@ -162,8 +163,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for start in range(0, len(ids), args.init_batch):
         batch = ids[start:start + args.init_batch]
         inps = [teacher_input(source[source.ids.index(rid)], device) for rid in batch]
-        fulls = [run_teacher("garbin", G, inp, cfg, perceptual, seed=args.seed, render_id=rid)
-                 for inp, rid in zip(inps, batch)]
+        fulls = run_teacher_batch("garbin", G, inps, cfg, perceptual, seed=args.seed, render_ids=batch)
         fasts = run_encoder_init_batch(G, init, inps, init_cfg, perceptual, seed=args.seed, render_ids=batch)
         for rid, inp, full, fast in zip(batch, inps, fulls, fasts):
             codes = {"full": (full.w_plus, full.metrics["seconds"]["total"]),
