@@ -1,11 +1,11 @@
 """Train the amortized pSp encoder: ``r2s-train-encoder --dataset renders [options]``.
 
-With no other argument it runs the demo world on the CPU (3 minutes measured on a free 2-core CPU): the
+With no other argument it runs the demo world on the CPU (about 3 minutes measured on a 2-core CPU): the
 64x64 demo face generator (``--demo_generator random``: the seeded random one), procedural demo renders and demo
-targets from Garbin et al.'s teacher (steps 1-4 with the ``TeacherConfig.demo()`` CPU preset, 82 s for the
-24 renders on that CPU; made under ``<exp_dir>/demo_data`` when missing), a light pSp encoder (IR-SE18 body,
-128-wide map2style blocks), LPIPS/ID terms off unless weight files are given. With ``--stylegan_weights``,
-``--ir_se50_weights``, ``--renders`` and ``--targets`` it is the real, full-size job. Multi-GPU:
+targets from Garbin et al.'s teacher (steps 1-4 with the ``TeacherConfig.demo()`` CPU preset, 68 s for the
+24 renders there while another job ran; made under ``<exp_dir>/demo_data`` when missing), a light pSp encoder
+(IR-SE18 body, 128-wide map2style blocks), LPIPS/ID terms off unless weight files are given. With
+``--stylegan_weights``, ``--ir_se50_weights``, ``--renders`` and ``--targets`` it is the real, full-size job. Multi-GPU:
 ``torchrun --nproc_per_node N -m render2style.train_encoder ...`` (``--batch_size`` is per GPU).
 An existing ``--exp_dir`` with ``checkpoints/latest.pt`` is resumed.
 """

@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TeacherConfig override for both teachers, e.g. --set n_seeds=4 (repeatable)")
     add_init_options(p)
     p.add_argument("--init_batch", type=int_at_least(1), default=8,
-                   help="replace: renders refined together in one projector run, each as it would be alone "
-                        "(seconds per target: the batch's over its size)")
+                   help="renders per teacher run, for both teachers (replace: one projector run; the full teacher: "
+                        "one batched search), each as it would be alone (seconds per target: the batch's over its "
+                        "size)")
     p.add_argument("--init_set", dest="init_overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TeacherConfig override for the encoder-initialised teacher only (candidate: its smaller "
                         "step counts, e.g. --init_set n_seeds=1)")

@@ -131,7 +131,7 @@ def run_encoder_init_batch(G, init: EncoderInit, inps: Sequence[TeacherInput], c
         with timer("encoder"):
             w_e = init.encode(inps).to(device)
         if init.mode == "replace":
-            proposals = _refine(G, probs, cfg, nets, init, w_e, seed, keys, timer, device)
+            proposals = _refine(G, probs, cfg, init, w_e, seed, keys, timer, device)
         else:
             found = garbin_proposals(G, [p.loss for p in probs], cfg, seed, keys, timer, device, step1_extra=w_e)
             proposals = [(torch.cat([w[None], codes]), [{"step": "encoder", "seed": 0}] + rows, stats)
@@ -149,16 +149,16 @@ def run_encoder_init_batch(G, init: EncoderInit, inps: Sequence[TeacherInput], c
     return results
 
 
-def _refine(G, probs: Sequence[Problem], cfg: TeacherConfig, nets, init: EncoderInit, w_e: torch.Tensor,
+def _refine(G, probs: Sequence[Problem], cfg: TeacherConfig, init: EncoderInit, w_e: torch.Tensor,
             seed: int, keys: Sequence[tuple[int, int]], timer: StepTimer, device: torch.device) -> list[tuple]:
     """``replace``: per render E(x), its projection over ``init.proj_steps`` steps (all renders in one run, each
     with its own loss and latent-noise stream) and their eq. 4 interpolations, with rows."""
     if not init.proj_steps:
         return [(w[None], [{"step": "encoder", "seed": 0}], {}) for w in w_e]
-    loss = TeacherLoss(torch.cat([p.target for p in probs]), torch.cat([p.mask for p in probs]), cfg, nets)
+    loss = TeacherLoss.stack([p.loss for p in probs])
     gens = [seed_generators(seed, 1, key=key, device=device)[0] for key in keys]
     with timer("projector"):
-        w_f = project(G, lambda x: loss(x)["total"], w_e, w_std=cfg.w_std, gens=gens, settings=init.settings(cfg),
+        w_f = project(G, loss.total, w_e, w_std=cfg.w_std, gens=gens, settings=init.settings(cfg),
                       amp=cfg.amp).w
     interp, names = interpolation_candidates(w_f, w_e, cfg.interp_layers, cfg.interp_alphas)
     rows = [{"step": "encoder", "seed": 0}, {"step": "projector", "seed": 0}] + [{"step": n, "seed": 0} for n in names]

@@ -50,8 +50,8 @@ from render2style.utils.io import (
 log = logging.getLogger(__name__)
 
 #: Renders per teacher run with the demo preset (r2s-generate-targets, the demo world's targets): on 2 CPU threads
-#: the 64² generator's small operations cost about as much for 4 renders' seeds as for one's; measured 2.4× faster
-#: per target than one render a run (docs/BENCHMARKS.md, issue 11).
+#: the 64² generator's many small operations then carry 4 renders' seeds at once; measured 2.4× faster per target
+#: than one render a run, and faster than 8 or 16 (docs/BENCHMARKS.md, issue 11).
 DEMO_BATCH = 4
 
 #: iBUG 68-point mirror permutation: landmark j of a flipped face is landmark FLIP_68[j] of the original.
@@ -357,6 +357,8 @@ def generate_targets(source, out_dir: str | os.PathLike, G, cfg: TeacherConfig, 
     """
     if (method == "dual") != (search_generator is not None):
         raise ValueError("method 'dual' needs search_generator (G_rendering), and only it takes one")
+    if batch < 1:
+        raise ValueError(f"generate_targets: batch must be >= 1 renders per teacher run, got {batch}")
     if encoder_init is not None and method != "garbin":
         raise ValueError(f"encoder_init starts Garbin et al.'s teacher; method {method!r} takes none")
     out = Path(out_dir)

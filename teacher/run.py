@@ -92,8 +92,9 @@ def run_teacher_batch(method: str, G, inps: Sequence[TeacherInput], cfg: Teacher
                       render_ids: Sequence[str] | None = None, flips: Sequence[bool] | None = None
                       ) -> list[TeacherResult]:
     """:func:`run_teacher` for several renders. For "garbin" their CS-ANNS and projector steps run as one batch
-    (more work per operation: on the CPU the small ops of a 64² generator cost about as much at batch 8 as at
-    batch 2), each render getting what it gets alone up to float rounding; the baselines run one after another.
+    (more work per operation: with a 64² generator on 2 CPU threads, 4 renders a run took those two steps from
+    1.41 to 0.67 s per render), each render getting what it gets alone up to float rounding; the baselines run
+    one after another.
     ``seconds`` are the batch's divided by its size (``metrics["batch"]``)."""
     if method not in METHODS:
         raise ValueError(f"unknown teacher method {method!r}; expected one of {METHODS}")

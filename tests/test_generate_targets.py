@@ -382,3 +382,9 @@ def test_batched_garbin_targets_equal_one_at_a_time(tmp_path, monkeypatch):
         assert float(rows["default"][rid]["loss_total"]) == pytest.approx(float(rows["one"][rid]["loss_total"]),
                                                                           rel=2e-2)
     assert not np.allclose(latents["one"]["demo_00000"], latents["one"]["demo_00001"], atol=5e-2)
+
+
+def test_a_batch_below_one_is_refused(tmp_path, fake):
+    with pytest.raises(ValueError, match="batch must be >= 1 renders per teacher run, got 0"):
+        job.generate_targets(FakeSource(2), tmp_path, demo_generator(0), TeacherConfig.demo(), "garbin", False,
+                             progress=False, batch=0)
