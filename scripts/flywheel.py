@@ -127,9 +127,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
     from render2style.datasets import build_render_source, make_demo_renders
     from render2style.scripts.benchmark_teacher_quality import write_csv
-    from render2style.scripts.generate_targets import default_preset, load_generator_arg
+    from render2style.scripts.generate_targets import default_preset, load_encoder_init, load_generator_arg
     from render2style.teacher import PerceptualNets, TeacherConfig, resolve_priors
-    from render2style.teacher.encoder_init import EncoderInit, run_encoder_init_batch
+    from render2style.teacher.encoder_init import run_encoder_init_batch
     from render2style.teacher.job import teacher_input
     from render2style.teacher.quality import LandmarkError, measure
     from render2style.teacher.run import build_problem, frozen, run_teacher_batch
@@ -147,8 +147,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         perceptual = PerceptualNets.load(args.lpips_weights, None, lpips_net=cfg.lpips_net, device=device)
     cfg = resolve_priors(G, cfg, device, args.seed)
     init_cfg = cfg.replace(**TeacherConfig.parse_overrides(args.init_overrides))
-    init = EncoderInit.load(args.checkpoint, device, mode=args.init_mode, proj_steps=args.init_steps,
-                            proj_lr=args.init_lr, schedule=args.init_schedule)
+    init, _ = load_encoder_init(args, args.checkpoint, device)
     init.check_generator(G)
     if args.renders is None:
         root = Path(args.work_dir) / f"demo_renders_seed{args.demo_seed}"
@@ -183,8 +182,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         if args.out_csv:
             write_csv(rows, FIELDS, args.out_csv)
     settings = init.settings(init_cfg)
+    alphas = ",".join(f"{a:g}" for a in init.interp_alphas)
     mode = (f"replace, {args.init_steps} projector steps ({args.init_schedule} schedule, lr {settings.lr:g}), "
-            f"batches of {args.init_batch}" if args.init_mode == "replace"
+            f"eq. 4 α {alphas}, batches of {args.init_batch}" if args.init_mode == "replace"
             else "candidate" + (" " + " ".join(args.init_overrides) if args.init_overrides else ""))
     overrides = " " + " ".join(args.overrides) if args.overrides else ""
     header = (f"**Flywheel** ({len(ids)} renders, medians): generator {g_name} ({G.size}²), preset {preset}"

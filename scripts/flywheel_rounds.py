@@ -92,7 +92,8 @@ def _teacher_args(args, renders: Path, targets: Path, encoder: str | None) -> li
         argv += ["--set", item]
     if encoder is not None:
         argv += ["--init_encoder", encoder, "--init_mode", args.init_mode, "--init_steps", str(args.init_steps),
-                 "--init_schedule", args.init_schedule, "--init_batch", str(args.init_batch)]
+                 "--init_schedule", args.init_schedule, "--init_batch", str(args.init_batch),
+                 "--init_alphas", ",".join(str(a) for a in args.init_alphas)]
         argv += ["--init_lr", str(args.init_lr)] if args.init_lr else []
     return argv
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
 from render2style.options.validators import float_at_least, int_at_least
-from render2style.teacher.methods import DUAL_SEARCHES, INIT_MODES, INIT_SCHEDULES, TARGET_METHODS
+from render2style.teacher.methods import DUAL_SEARCHES, INIT_ALPHAS, INIT_MODES, INIT_SCHEDULES, TARGET_METHODS
 
 if TYPE_CHECKING:
     from render2style.teacher import TeacherConfig
@@ -90,6 +90,30 @@ def add_init_options(p: argparse.ArgumentParser) -> None:
                    help="replace: the projector's learning rate from E(x) (default: 0.05 warm, proj_lr garbin)")
     p.add_argument("--init_schedule", choices=INIT_SCHEDULES, default="warm",
                    help="replace: warm (no lr ramp-up, no latent noise: E(x) is near the answer) or step 3's own")
+    p.add_argument("--init_alphas", type=blend_weights, default=INIT_ALPHAS,
+                   help="replace: eq. 4 weights of the candidates between the projection and E(x), comma-separated "
+                        f"in (0, 1] (default: {','.join(f'{a:g}' for a in INIT_ALPHAS)}; step 3's: 1,0.9,0.8,0.7)")
+
+
+def blend_weights(text: str) -> tuple[float, ...]:
+    """``--init_alphas a,b,...``: numbers in (0, 1]."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in (0, 1], got {text!r}") from None
+    if not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in (0, 1], got {text}")
+    return values
+
+
+def load_encoder_init(args: argparse.Namespace, checkpoint: str, device: str):
+    """The :class:`render2style.teacher.encoder_init.EncoderInit` of the encoder ``checkpoint`` that
+    ``add_init_options``' options describe, and its settings as JSON values."""
+    from render2style.teacher.encoder_init import EncoderInit
+    init = EncoderInit.load(checkpoint, device, mode=args.init_mode, proj_steps=args.init_steps,
+                            proj_lr=args.init_lr, schedule=args.init_schedule, interp_alphas=args.init_alphas)
+    return init, {"init_encoder": checkpoint, "init_mode": args.init_mode, "init_steps": args.init_steps,
+                  "init_lr": args.init_lr, "init_schedule": args.init_schedule, "init_alphas": list(args.init_alphas)}
 
 
 def override(item: str) -> str:
@@ -244,17 +268,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         cfg = cfg.replace(w_avg=w_avg)
     perceptual = load_perceptual(args, cfg, device)
     source, root = renders_source(args)
-    init = None
+    init, init_settings = None, {}
     if args.init_encoder:
-        from render2style.teacher.encoder_init import EncoderInit
-        init = EncoderInit.load(args.init_encoder, device, mode=args.init_mode, proj_steps=args.init_steps,
-                                proj_lr=args.init_lr, schedule=args.init_schedule)
+        init, init_settings = load_encoder_init(args, args.init_encoder, device)
         init.check_generator(G)
     extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
-             "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual), **dual}
-    if init is not None:
-        extra.update(init_encoder=args.init_encoder, init_mode=args.init_mode, init_steps=args.init_steps,
-                     init_lr=args.init_lr, init_schedule=args.init_schedule)
+             "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual), **dual,
+             **init_settings}
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
         stats = generate_targets(source, args.out, G, cfg, args.method, perceptual, shard=args.shard, flip=args.flip,
                                  progress=not args.no_progress, seed=args.seed, generator_name=generator_name,

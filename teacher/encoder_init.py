@@ -4,8 +4,9 @@ A trained encoder already lands near a render's target, so the teacher need not 
 
 - ``replace``: E(x) takes the place of steps 1-2's w_n; the projector (step 3) refines it for ``proj_steps``
   steps; the eq. 4 interpolations between the refined code and E(x) and E(x) itself join the SSIM selection
-  (step 4), so the result is never worse in SSIM than E(x). The schedule starts near the answer
-  (``schedule="warm"``, the default): no learning-rate ramp-up and no latent noise, at ``proj_lr``;
+  (step 4), so the result is never worse in SSIM than E(x); by default they blend by α = 1 only
+  (``teacher.methods.INIT_ALPHAS``). The schedule starts near the answer (``schedule="warm"``, the default): no
+  learning-rate ramp-up and no latent noise, at ``proj_lr``;
   ``"garbin"`` is step 3's own (ramp-up, latent noise; the config's ``proj_lr`` unless ``proj_lr`` is given).
   several renders are refined together (:func:`run_encoder_init_batch`: one projector run, each render with
   its own loss, mask, Adam state and latent-noise stream, so each gets what it gets alone);
@@ -30,9 +31,9 @@ from render2style.teacher.common import StepTimer, seed_generators, stream_key
 from render2style.teacher.config import TeacherConfig, TeacherInput, TeacherResult
 from render2style.teacher.garbin import garbin_proposals
 from render2style.teacher.losses import TeacherLoss
-from render2style.teacher.methods import INIT_MODES, INIT_SCHEDULES
+from render2style.teacher.methods import INIT_ALPHAS, INIT_MODES, INIT_SCHEDULES
 from render2style.teacher.projector import ProjectorSettings, project
-from render2style.teacher.run import Problem, build_problem, frozen, prepare_run, select_result
+from render2style.teacher.run import Problem, build_problem, frozen, prepare_run, select_results
 from render2style.teacher.select import interpolation_candidates
 
 #: The projector's learning rate from E(x) in the warm schedule (docs/BENCHMARKS.md, "The flywheel": in 20 steps
@@ -46,12 +47,13 @@ class EncoderInit:
     """The encoder (a :class:`render2style.encoders.psp.pSp` in eval mode on the teacher's device), how its
     code starts the teacher (``mode``), and for ``replace`` the projector run from it: ``proj_steps`` steps
     of the ``schedule`` at ``proj_lr`` (None: :data:`WARM_LR` for ``warm``, the config's ``proj_lr`` for
-    ``garbin``)."""
+    ``garbin``), and the eq. 4 weights ``interp_alphas`` of the candidates between its result and E(x)."""
     net: Any
     mode: str = "replace"
     proj_steps: int = 20
     proj_lr: float | None = None
     schedule: str = "warm"
+    interp_alphas: tuple[float, ...] = INIT_ALPHAS
     name: str = ""
 
     def __post_init__(self):
@@ -63,6 +65,8 @@ class EncoderInit:
             raise ValueError(f"init projector steps must be >= 0, got {self.proj_steps}")
         if self.proj_lr is not None and not self.proj_lr > 0:
             raise ValueError(f"init projector lr must be > 0, got {self.proj_lr}")
+        if not self.interp_alphas or not all(0 < a <= 1 for a in self.interp_alphas):
+            raise ValueError(f"init interpolation weights must be in (0, 1], got {self.interp_alphas}")
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, device: str | torch.device, **kwargs: Any) -> EncoderInit:
@@ -136,11 +140,10 @@ def run_encoder_init_batch(G, init: EncoderInit, inps: Sequence[TeacherInput], c
             found = garbin_proposals(G, [p.loss for p in probs], cfg, seed, keys, timer, device, step1_extra=w_e)
             proposals = [(torch.cat([w[None], codes]), [{"step": "encoder", "seed": 0}] + rows, stats)
                          for w, (codes, rows, stats) in zip(w_e, found)]
-        results = []
-        for prob, (codes, rows, stats) in zip(probs, proposals):
-            res = select_result(G, prob, codes, rows, stats, cfg, timer)
+        results = select_results(G, probs, [(codes, None, rows, stats) for codes, rows, stats in proposals], cfg,
+                                 timer)
+        for res, (_, rows, _) in zip(results, proposals):
             res.metrics.update(method="garbin", loss_encoder=rows[0]["loss"])
-            results.append(res)
     seconds = {k: v / n for k, v in timer.seconds.items()}
     seconds["total"] = (time.perf_counter() - start) / n
     for res in results:
@@ -152,7 +155,8 @@ def run_encoder_init_batch(G, init: EncoderInit, inps: Sequence[TeacherInput], c
 def _refine(G, probs: Sequence[Problem], cfg: TeacherConfig, init: EncoderInit, w_e: torch.Tensor,
             seed: int, keys: Sequence[tuple[int, int]], timer: StepTimer, device: torch.device) -> list[tuple]:
     """``replace``: per render E(x), its projection over ``init.proj_steps`` steps (all renders in one run, each
-    with its own loss and latent-noise stream) and their eq. 4 interpolations, with rows."""
+    with its own loss and latent-noise stream) and their eq. 4 interpolations (``cfg.interp_layers`` ×
+    ``init.interp_alphas``), with rows."""
     if not init.proj_steps:
         return [(w[None], [{"step": "encoder", "seed": 0}], {}) for w in w_e]
     loss = TeacherLoss.stack([p.loss for p in probs])
@@ -160,7 +164,7 @@ def _refine(G, probs: Sequence[Problem], cfg: TeacherConfig, init: EncoderInit, 
     with timer("projector"):
         w_f = project(G, loss.total, w_e, w_std=cfg.w_std, gens=gens, settings=init.settings(cfg),
                       amp=cfg.amp).w
-    interp, names = interpolation_candidates(w_f, w_e, cfg.interp_layers, cfg.interp_alphas)
+    interp, names = interpolation_candidates(w_f, w_e, cfg.interp_layers, init.interp_alphas)
     rows = [{"step": "encoder", "seed": 0}, {"step": "projector", "seed": 0}] + [{"step": n, "seed": 0} for n in names]
     return [(torch.cat([w_e[i:i + 1], w_f[i:i + 1], interp[i]]), [dict(r) for r in rows], {})
             for i in range(len(w_e))]

@@ -13,3 +13,8 @@ INIT_MODES = ("replace", "candidate")
 #: The projector's schedule from E(x) (``replace``): started near the answer (no lr ramp-up, no latent noise),
 #: or step 3's own.
 INIT_SCHEDULES = ("warm", "garbin")
+#: The eq. 4 blend weights α of ``replace``'s candidates between its projection and E(x): the layer splits only
+#: (4 candidates with the default 4 layer counts). Step 3's grid (1, 0.9, 0.8, 0.7) brings 4× the candidates to
+#: the selection; on two sets of 16 unseen demo renders it selected the same codes (docs/BENCHMARKS.md, "The
+#: flywheel"), a blend with α < 1 never winning.
+INIT_ALPHAS = (1.0,)

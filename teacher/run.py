@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from render2style.teacher.common import StepTimer, seed_generators, stream_key, synthesize
+from render2style.teacher.common import StepTimer, seed_generators, stream_key
 from render2style.teacher.config import TeacherConfig, TeacherInput, TeacherResult
 from render2style.teacher.garbin import garbin_proposals
 from render2style.teacher.image2stylegan import Image2StyleGANLoss, image2stylegan
@@ -22,7 +22,7 @@ from render2style.teacher.masks import loss_mask, resize
 from render2style.teacher.methods import METHODS
 from render2style.teacher.priors import resolve_priors
 from render2style.teacher.projector import ProjectorSettings, project
-from render2style.teacher.select import score_candidates, select_best
+from render2style.teacher.select import score_renders
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,7 @@ def run_teacher_batch(method: str, G, inps: Sequence[TeacherInput], cfg: Teacher
                      garbin_proposals(G, [p.loss for p in probs], cfg, seed, keys, timer, device)]
         else:
             found = [_baseline(method, G, prob, cfg, nets, seed, key, timer, device) for prob, key in zip(probs, keys)]
-        results = [select_result(G, prob, codes, rows, stats, cfg, timer, noise=noise, garbin=method == "garbin")
-                   for prob, (codes, noise, rows, stats) in zip(probs, found)]
+        results = select_results(G, probs, found, cfg, timer, garbin=method == "garbin")
     seconds = {k: v / n for k, v in timer.seconds.items()}
     seconds["total"] = (time.perf_counter() - start) / n
     for res in results:
@@ -123,31 +122,36 @@ def run_teacher_batch(method: str, G, inps: Sequence[TeacherInput], cfg: Teacher
     return results
 
 
-def select_result(G, prob: Problem, codes: torch.Tensor, rows: list[dict], stats: dict, cfg: TeacherConfig,
-                  timer: StepTimer, noise: Sequence[torch.Tensor] | None = None, garbin: bool = True) -> TeacherResult:
-    """Step 4 for one render: the candidate ``codes`` ``[M, L, D]`` with the highest SSIM, its image and eq. 1
-    terms; each row of ``rows`` gets its candidate's ``ssim`` and landmark-free ``loss``. ``garbin``: the result
-    keeps every candidate and the per-step losses (``loss_sampling``, ...)."""
+def select_results(G, probs: Sequence[Problem], found: Sequence[tuple], cfg: TeacherConfig, timer: StepTimer,
+                   garbin: bool = True) -> list[TeacherResult]:
+    """Step 4 for several renders, their candidates scored in one pass (:func:`score_renders`): per render, of
+    ``found[r]`` = (candidate codes ``[M, L, D]``, their noise maps or None, one row per candidate, statistics),
+    the code with the highest SSIM, its image and eq. 1 terms; each row gets its candidate's ``ssim`` and
+    landmark-free ``loss``. ``garbin``: the result keeps every candidate and the per-step losses
+    (``loss_sampling``, ...)."""
+    noises = [noise for _, noise, _, _ in found]
     with timer("selection"):
-        ssims, losses = score_candidates(G, codes, prob.render, prob.render_mask, prob.loss, cfg.select_size,
-                                         cfg.chunk, cfg.amp, noise=noise)
-        best = select_best(ssims)
+        scored = score_renders(G, [codes for codes, *_ in found], [p.render for p in probs],
+                               [p.render_mask for p in probs], [p.loss for p in probs], cfg.select_size,
+                               cfg.chunk, cfg.amp, noises=noises if noises[0] is not None else None)
         with torch.no_grad():
-            image = synthesize(G, codes[best][None], cfg.amp, noise=noise)
-            terms = prob.loss(image, with_landmarks=True)
-    ssims, losses = ssims.tolist(), losses.tolist()
-    for row, s, value in zip(rows, ssims, losses):
-        row.update(ssim=s, loss=value)
-    metrics = {f"loss_{k}": float(v[0]) for k, v in terms.items()}
-    metrics.update(ssim=ssims[best], selected_step=rows[best]["step"], selected_seed=rows[best]["seed"],
-                   **_host(stats))
-    candidates = []
-    if garbin:
-        for step in ("sampling", "csanns", "projector"):
-            metrics[f"loss_{step}"] = [r["loss"] for r in rows if r["step"] == step]
-        candidates = [dict(row, w_plus=w.cpu()) for row, w in zip(rows, codes)]
-    return TeacherResult(w_plus=codes[best].float().cpu(), image=image[0].clamp(-1, 1).cpu(), metrics=metrics,
-                         candidates=candidates, noise=[x[0].cpu() for x in noise] if noise else None)
+            terms = [p.loss(s.image, with_landmarks=True) for p, s in zip(probs, scored)]
+    results = []
+    for (codes, noise, rows, stats), s, t in zip(found, scored, terms):
+        for row, value, loss in zip(rows, s.ssim.tolist(), s.loss.tolist()):
+            row.update(ssim=value, loss=loss)
+        metrics = {f"loss_{k}": float(v[0]) for k, v in t.items()}
+        metrics.update(ssim=rows[s.best]["ssim"], selected_step=rows[s.best]["step"],
+                       selected_seed=rows[s.best]["seed"], **_host(stats))
+        candidates = []
+        if garbin:
+            for step in ("sampling", "csanns", "projector"):
+                metrics[f"loss_{step}"] = [r["loss"] for r in rows if r["step"] == step]
+            candidates = [dict(row, w_plus=w.cpu()) for row, w in zip(rows, codes)]
+        results.append(TeacherResult(w_plus=codes[s.best].float().cpu(), image=s.image[0].clamp(-1, 1).cpu(),
+                                     metrics=metrics, candidates=candidates,
+                                     noise=[x[0].cpu() for x in noise] if noise else None))
+    return results
 
 
 def prepare_run(G, cfg: TeacherConfig, perceptual) -> tuple[PerceptualNets | None, torch.device, TeacherConfig]:

@@ -94,6 +94,25 @@ def test_warm_schedule_gains_more_than_step_3s_in_as_many_steps(G, net, case, cf
     assert (garbin.lr, garbin.lr_rampup, garbin.noise) == (cfg.proj_lr, cfg.proj_lr_rampup, cfg.proj_noise)
 
 
+def test_replace_blends_by_its_own_alphas(G, net, case, cfg):
+    """replace's eq. 4 candidates use EncoderInit.interp_alphas (default α = 1: the layer splits), not step 3's
+    grid: w_f on the first k layers, E(x) on the rest."""
+    inp, w_true = case
+    start = w_true + 0.3 * cfg.w_std * torch.randn(w_true.shape, generator=torch.Generator().manual_seed(4))
+    res = run_encoder_init_teacher(G, EncoderInit(with_code(net, start), proj_steps=3), inp, cfg, False)
+    assert [c["step"] for c in res.candidates] == ["encoder", "projector"] + [f"interp_k{k}_a1"
+                                                                            for k in cfg.interp_layers]
+    code = {c["step"]: c["w_plus"] for c in res.candidates}
+    k = cfg.interp_layers[-1]
+    torch.testing.assert_close(code[f"interp_k{k}_a1"][:k], code["projector"][:k])
+    torch.testing.assert_close(code[f"interp_k{k}_a1"][k:], start[0, k:])
+    two = run_encoder_init_teacher(G, EncoderInit(net, proj_steps=3, interp_alphas=(1.0, 0.5)), inp, cfg, False)
+    assert len(two.candidates) == 2 + 2 * len(cfg.interp_layers)
+    for bad in ((), (0.0,), (1.5,)):
+        with pytest.raises(ValueError, match="interpolation weights"):
+            EncoderInit(net, interp_alphas=bad)
+
+
 def test_a_batch_gives_each_render_what_it_gets_alone(G, net, case, cfg):
     """One projector run over three renders (step 3's schedule: its latent noise drawn per render) equals three
     runs of one: each render has its own loss, mask, Adam state and noise stream."""
@@ -171,16 +190,20 @@ def test_generate_targets_with_an_init_encoder(tmp_path):
     torch.save(enc.checkpoint_dict(), tmp_path / "enc.pt")
     out = tmp_path / "targets"
     generate_targets.main(["--out", str(out), "--no_perceptual", "--limit", "1", "--device", "cpu", "--no_progress",
-                           "--init_encoder", str(tmp_path / "enc.pt"), "--init_steps", "3",
+                           "--init_encoder", str(tmp_path / "enc.pt"), "--init_steps", "3", "--init_alphas", "0.9",
                            "--set", "lambda_landm=0", "--set", "prior_samples=200", "--set", "n_centroids=2",
-                           "--set", "n_control=2", "--set", "interp_layers=1", "--set", "interp_alphas=0.9"])
+                           "--set", "n_control=2", "--set", "interp_layers=1"])
     run = json.loads((out / "run.json").read_text())
     assert (run["init_encoder"], run["init_mode"], run["init_steps"]) == (str(tmp_path / "enc.pt"), "replace", 3)
+    assert run["init_alphas"] == [0.9]
     assert run["weights"]["init_encoder"]["path"] == str(tmp_path / "enc.pt")
     rows = list(csv.DictReader(open(out / "metadata.csv")))
     assert len(rows) == 1 and rows[0]["init_mode"] == "replace" and float(rows[0]["loss_encoder"]) > 0
     with pytest.raises(SystemExit):
         generate_targets.main(["--out", str(out), "--method", "projector", "--init_encoder", "enc.pt"])
+    for bad in ("0", "0.5,x", "1.2"):
+        with pytest.raises(SystemExit):
+            generate_targets.main(["--out", str(out), "--init_encoder", "enc.pt", "--init_alphas", bad])
 
 
 def test_generate_targets_in_batches_equals_one_at_a_time(tmp_path):
@@ -198,7 +221,7 @@ def test_generate_targets_in_batches_equals_one_at_a_time(tmp_path):
               "--no_progress", "--init_encoder", str(tmp_path / "enc.pt"), "--init_steps", "4", "--init_schedule",
               "garbin", "--set", "lambda_landm=0",
               "--set", "prior_samples=200", "--set", "n_centroids=2", "--set", "n_control=2",
-              "--set", "interp_layers=1", "--set", "interp_alphas=0.9"]
+              "--set", "interp_layers=1", "--init_alphas", "0.9"]
     for batch in ("1", "2"):
         generate_targets.main(["--out", str(tmp_path / f"b{batch}"), "--init_batch", batch, *common])
     rows = {b: {r["id"]: r for r in csv.DictReader(open(tmp_path / f"b{b}" / "metadata.csv"))} for b in ("1", "2")}

@@ -46,11 +46,11 @@ from render2style.teacher.common import seed_generators, stream_key
 from render2style.teacher.csanns import csanns_step, draw_proposals
 from render2style.teacher.job import shard_ids
 from render2style.teacher.losses import rgb_to_yuv
-from render2style.teacher.masks import blur, preprocess
+from render2style.teacher.masks import blur, preprocess, resize
 from render2style.teacher.projector import ProjectorSettings, noise_regularization, project
 from render2style.teacher.run import build_problem, run_teacher_batch
 from render2style.teacher.sampling import draw_samples, sampling_step
-from render2style.teacher.select import score_candidates
+from render2style.teacher.select import score_candidates, score_renders, select_best
 
 
 @pytest.fixture(scope="module")
@@ -388,6 +388,38 @@ def test_selection_ssim_is_weighted_by_the_mask(G, cfg):
         expected = ssim(G.synthesis(w), target, mask=left)
     assert masked.item() == pytest.approx(expected.item(), abs=1e-5) and masked.item() > 0.99
     assert full.item() < 0.8
+
+
+@pytest.mark.parametrize("with_noise", [False, True])
+def test_renders_scored_together_get_what_each_gets_alone(G, cfg, problems, with_noise):
+    """Three renders with 3, 7 and 4 codes scored in chunks of 5 (chunks span renders): each gets the SSIM and
+    eq. 1 that its own images give, its highest-SSIM code selected and that code's image kept."""
+    g = torch.Generator().manual_seed(0)
+    codes = [cfg.w_avg.reshape(1, 1, -1) + 0.7 * cfg.w_std * torch.randn(n, G.n_latent, G.style_dim, generator=g)
+             for n in (3, 7, 4)]
+    noises = [[torch.randn(n.shape, generator=g) for n in G.stored_noise()] for _ in codes] if with_noise else None
+    masks = [p.render_mask.clone() for p in problems]
+    for r, m in enumerate(masks):
+        m[..., 12 + 6 * r:] = 0  # a different mask per render
+    scored = score_renders(G, codes, [p.render for p in problems], masks, [p.loss for p in problems], size=24,
+                           chunk=5, amp=False, noises=noises)
+    for r, (s, prob, w, mask) in enumerate(zip(scored, problems, codes, masks)):
+        noise = [n.expand(len(w), -1, -1, -1) for n in noises[r]] if with_noise else None
+        with torch.no_grad():
+            images = G.synthesis(w, noise=noise)
+            expected = ssim(resize(images, 24), resize(prob.render, 24).expand(len(w), -1, -1, -1),
+                            mask=resize(mask, 24))
+            torch.testing.assert_close(s.loss, prob.loss(images)["total"], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(s.ssim, expected, rtol=1e-4, atol=1e-5)
+        assert s.best == int(expected.argmax())
+        torch.testing.assert_close(s.image, images[s.best:s.best + 1], rtol=1e-4, atol=1e-5)
+    assert [s.best for s in scored] != [0, 0, 0]  # the kept images are not just each render's first
+
+
+def test_a_nan_score_is_never_selected():
+    nan = float("nan")
+    assert select_best(torch.tensor([nan, 0.2, 0.5, nan])) == 2
+    assert select_best(torch.tensor([nan, nan])) == 0
 
 
 # --- whole pipeline on closed-loop renders ----------------------------------------------------------
