@@ -90,7 +90,7 @@ def _make_refiner(opts, net: pSp, device: torch.device):
     else:
         nets = PerceptualNets.load(opts.lpips_weights, lpips_net="vgg", need_vgg=False, device=device)
     refiner = Refiner(net.decoder, opts.refine_steps, nets, seed=opts.seed, amp=opts.dtype != "fp32",
-                      lr=opts.refine_lr)
+                      schedule=opts.refine_schedule, lr=opts.refine_lr)
     target = functools.partial(refine_target, size=net.decoder.size, include_hair=refiner.cfg.include_hair,
                                falloff_power=refiner.cfg.falloff_power)
     return refiner, target
@@ -242,7 +242,8 @@ def run(opts, net: pSp | None = None) -> int:
         "demo": bool(demo), "demo_generator": demo, "n_variants": opts.n_variants,
         "mixing": {"latent_mask": mask, "mix_alpha": 1.0 if opts.mix_alpha is None else opts.mix_alpha,
                    "truncation": opts.truncation, "seed": opts.seed} if opts.n_variants else None,
-        "refine": {"steps": opts.refine_steps, "lr": opts.refine_lr, "perceptual": not opts.no_perceptual,
+        "refine": {"steps": opts.refine_steps, "schedule": opts.refine_schedule,
+                   "lr": refiner.settings.lr, "perceptual": not opts.no_perceptual,
                    "loss_before": _stats(before), "loss_after": _stats(after),
                    "improved": sum(a < b for a, b in zip(after, before)), "seconds": refine_s,
                    "seconds_per_image": refine_s / n_done if n_done else None,

@@ -2,10 +2,12 @@
 
 The loss is the teacher's eq. 1 (``teacher.losses.TeacherLoss``: LPIPS + YUV L1 on r(I * Ia)), with Ia the
 teacher's mask (``teacher.masks.loss_mask``: falloff around face ∪ hair) and the render resized to the
-generator's resolution exactly as ``teacher.run.build_problem`` does; the schedule is the teacher's step 3
-(``teacher.projector``, ``ProjectorSettings.garbin``: lr ramps, latent noise of 0.01·w_std ramped down, the
-generator's stored noise). One batch is optimized together, but every image's loss, gradient, Adam state
-and latent noise (seeded by its name) are its own, so a batch gives each image what it would get alone.
+generator's resolution exactly as ``teacher.run.build_problem`` does; the schedule is the one the flywheel's
+teacher uses from E(x) (``teacher.projector.ProjectorSettings.from_code``): ``warm`` by default (no lr ramp-up, no
+latent noise, lr 0.05, the cosine ramp-down), or step 3's own (``garbin``: lr 0.01 ramped up, latent noise of
+0.01·w_std ramped down); the generator's stored noise either way. One batch is optimized together, but every
+image's loss, gradient, Adam state and latent noise (seeded by its name) are its own, so a batch gives each image
+what it would get alone.
 """
 from __future__ import annotations
 
@@ -49,22 +51,20 @@ class Refiner:
     """``refiner(codes, targets, masks, names) -> Refined``: ``steps`` teacher projector steps from ``codes``.
 
     ``nets``: the teacher's :class:`PerceptualNets` (LPIPS), or None for the pixel (YUV) terms only (the demo
-    option ``--no_perceptual``). ``cfg``: the teacher's settings (default: the paper's), its projector steps
-    replaced by ``steps`` and its loss resolution capped at the generator's."""
+    option ``--no_perceptual``). ``cfg``: the teacher's settings (default: the paper's), its loss resolution
+    capped at the generator's. ``schedule`` / ``lr``: as ``ProjectorSettings.from_code``."""
 
     def __init__(self, G, steps: int, nets: PerceptualNets | None, cfg: TeacherConfig | None = None,
-                 seed: int = 0, amp: bool = False, lr: float | None = None):
+                 seed: int = 0, amp: bool = False, schedule: str = "warm", lr: float | None = None):
         cfg = cfg or TeacherConfig()
-        changes = {"proj_steps": steps, "loss_size": min(cfg.loss_size, G.size)}
-        if lr is not None:
-            changes["proj_lr"] = lr
+        changes = {"loss_size": min(cfg.loss_size, G.size)}
         if cfg.w_std is None:    # the projector needs only w_std: no centroids or control vectors computed
             changes.update(centroids=torch.zeros(0, G.style_dim), n_control=0)
         self.G, self.nets, self.seed, self.amp = G, nets, seed, amp
         self.device = next(G.parameters()).device
         cfg = cfg.replace(**changes)
         self.cfg = cfg if cfg.w_std is not None else resolve_priors(G, cfg, self.device, seed)
-        self.settings = ProjectorSettings.garbin(self.cfg)
+        self.settings = ProjectorSettings.from_code(self.cfg, steps, schedule, lr)
 
     def __call__(self, codes: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor,
                  names: list[str]) -> Refined:

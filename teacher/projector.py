@@ -12,6 +12,7 @@ variance after each step, and returned with the latent (the code only reproduces
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,12 @@ import torch.nn.functional as F
 
 from render2style.teacher.common import randn, synthesize
 from render2style.teacher.config import TeacherConfig
+
+#: The projector's learning rate from a code near the answer (``ProjectorSettings.from_code``, warm schedule;
+#: docs/BENCHMARKS.md, "The flywheel": in 20 steps from the round-2 demo encoder, 0.05 reached 0.95× the full
+#: teacher's eq. 1 where step 3's schedule (lr 0.01, ramp-up, latent noise) stayed at 1.14×; 0.02 and 0.1 stopped
+#: at 1.01× and 1.03×).
+WARM_LR = 0.05
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,19 @@ class ProjectorSettings:
     def garbin(cls, cfg: TeacherConfig) -> ProjectorSettings:
         return cls(steps=cfg.proj_steps, lr=cfg.proj_lr, noise=cfg.proj_noise, noise_ramp=cfg.proj_noise_ramp,
                    lr_rampdown=cfg.proj_lr_rampdown, lr_rampup=cfg.proj_lr_rampup, optimize_noise=False)
+
+    @classmethod
+    def from_code(cls, cfg: TeacherConfig, steps: int, schedule: str = "warm",
+                  lr: float | None = None) -> ProjectorSettings:
+        """``steps`` steps from a code near the answer (the encoder's E(x)): ``schedule="warm"`` has no lr ramp-up
+        and no latent noise, at ``lr`` (None: :data:`WARM_LR`); ``"garbin"`` is step 3's own schedule at ``lr``
+        (None: the config's ``proj_lr``)."""
+        s = dataclasses.replace(cls.garbin(cfg), steps=steps)
+        if schedule == "warm":
+            return dataclasses.replace(s, lr_rampup=0.0, noise=0.0, lr=lr or WARM_LR)
+        if schedule == "garbin":
+            return dataclasses.replace(s, lr=lr or s.lr)
+        raise ValueError(f"projector schedule from a code must be 'warm' or 'garbin', got {schedule!r}")
 
     @classmethod
     def baseline(cls, cfg: TeacherConfig) -> ProjectorSettings:
