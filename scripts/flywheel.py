@@ -10,7 +10,8 @@ landmark error, and seconds per image. The table gives medians and, per render, 
 encoder-initialised teacher's eq. 1 loss to the full teacher's. Rows go to ``--out_csv`` after every batch
 (a killed run keeps them); the Markdown table to stdout and ``--out_md``.
 
-Use renders the encoder was not trained on (the demo: ``--demo_seed`` other than the training renders' seed).
+``--warmup`` renders first run through both teachers untimed. Use renders the encoder was not trained on (the
+demo: ``--demo_seed`` other than the training renders' seed).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from render2style.cli import add_tool_info
 from render2style.options.validators import int_at_least
-from render2style.scripts.generate_targets import add_init_options
+from render2style.scripts.generate_targets import add_init_options, alphas_overridden
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init_set", dest="init_overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TeacherConfig override for the encoder-initialised teacher only (candidate: its smaller "
                         "step counts, e.g. --init_set n_seeds=1)")
+    p.add_argument("--warmup", type=int_at_least(0), default=1,
+                   help="renders run through both teachers untimed first (one-time costs kept out of the timings)")
     p.add_argument("--lpips_weights", help="LPIPS backbone (path or registry name); default: perceptual terms off")
     p.add_argument("--no_landmarks", action="store_true", help="skip the dlib landmark error")
     p.add_argument("--seed", type=int, default=0, help="base seed of both teachers' random streams")
@@ -123,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         return run_rounds(args)
     if args.checkpoint is None:
         parser.error("--checkpoint (the encoder to measure) is required without --rounds")
+    if alphas_overridden(args, args.init_overrides):
+        parser.error("--init_set interp_alphas does not apply to --init_mode replace, whose eq. 4 candidates blend "
+                     "by --init_alphas (give that instead)")
     import torch  # after parsing: --help stays fast
 
     from render2style.datasets import build_render_source, make_demo_renders
@@ -158,8 +164,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         source = build_render_source(args.dataset, args.renders)
     landmarks = None if args.no_landmarks else LandmarkError()
     nets = perceptual if perceptual is not False else None
-    rows, t0 = [], time.perf_counter()
     ids = sorted(source.ids)[:args.limit]
+    warm = [teacher_input(source[source.ids.index(rid)], device) for rid in ids[:args.warmup]]
+    if warm:
+        run_teacher_batch("garbin", G, warm, cfg, perceptual, seed=args.seed, render_ids=ids[:args.warmup])
+        run_encoder_init_batch(G, init, warm, init_cfg, perceptual, seed=args.seed, render_ids=ids[:args.warmup])
+    rows, t0 = [], time.perf_counter()
     for start in range(0, len(ids), args.init_batch):
         batch = ids[start:start + args.init_batch]
         inps = [teacher_input(source[source.ids.index(rid)], device) for rid in batch]
@@ -184,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     settings = init.settings(init_cfg)
     alphas = ",".join(f"{a:g}" for a in init.interp_alphas)
     mode = (f"replace, {args.init_steps} projector steps ({args.init_schedule} schedule, lr {settings.lr:g}), "
-            f"eq. 4 α {alphas}, batches of {args.init_batch}" if args.init_mode == "replace"
-            else "candidate" + (" " + " ".join(args.init_overrides) if args.init_overrides else ""))
+            f"eq. 4 α {alphas}, batches of {args.init_batch}" if args.init_mode == "replace" else "candidate")
+    mode += " " + " ".join(args.init_overrides) if args.init_overrides else ""
     overrides = " " + " ".join(args.overrides) if args.overrides else ""
     header = (f"**Flywheel** ({len(ids)} renders, medians): generator {g_name} ({G.size}²), preset {preset}"
               f"{overrides}, encoder {args.checkpoint}, init mode {mode}, perceptual terms "

@@ -106,6 +106,12 @@ def blend_weights(text: str) -> tuple[float, ...]:
     return values
 
 
+def alphas_overridden(args: argparse.Namespace, overrides: Sequence[str]) -> bool:
+    """Whether ``overrides`` set ``interp_alphas``, which ``--init_mode replace`` does not use: its eq. 4
+    candidates blend by ``--init_alphas``."""
+    return args.init_mode == "replace" and any(item.partition("=")[0] == "interp_alphas" for item in overrides)
+
+
 def load_encoder_init(args: argparse.Namespace, checkpoint: str, device: str):
     """The :class:`render2style.teacher.encoder_init.EncoderInit` of the encoder ``checkpoint`` that
     ``add_init_options``' options describe, and its settings as JSON values."""
@@ -255,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error("--method dual needs --render_generator G_RENDERING.pt, and only --method dual takes one")
     if args.init_encoder and args.method != "garbin":
         parser.error("--init_encoder starts Garbin et al.'s teacher: use it with --method garbin")
+    if args.init_encoder and alphas_overridden(args, args.overrides):
+        log.warning("--set interp_alphas does not apply to --init_mode replace, whose eq. 4 candidates blend by "
+                    "--init_alphas (%s)", ",".join(f"{a:g}" for a in args.init_alphas))
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from render2style.teacher.job import generate_targets

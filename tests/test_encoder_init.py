@@ -162,6 +162,47 @@ def test_an_encoder_for_another_generator_is_refused(net, case, cfg):
         EncoderInit(net, mode="sometimes")
 
 
+def test_flywheel_measures_each_teacher_on_the_same_renders(tmp_path):
+    """r2s-flywheel end to end (demo-random generator, tiny counts): three rows per render, written to the CSV; the
+    "encoder" row is E(x) measured independently; an --init_set interp_alphas that replace would ignore is refused."""
+    import csv
+
+    from render2style.datasets import build_render_source
+    from render2style.scripts import flywheel
+    from render2style.stylegan2 import load_demo
+    from render2style.teacher.job import teacher_input
+    from render2style.teacher.quality import measure
+    from render2style.teacher.run import build_problem, frozen
+    torch.manual_seed(0)
+    enc = pSp({"stylegan_weights": "demo-random", "ir_se50_weights": "none", "resolution": 32,
+               "latent_avg_samples": 64}).eval()
+    torch.save(enc.checkpoint_dict(), tmp_path / "enc.pt")
+    tiny = ["n_samples=16", "csanns_outer=2", "csanns_proposals=16", "csanns_inner=2", "proj_steps=4", "n_seeds=1",
+            "prior_samples=200", "n_centroids=2", "n_control=2", "interp_layers=1", "lambda_landm=0"]
+    argv = ["--checkpoint", str(tmp_path / "enc.pt"), "--stylegan_weights", "demo-random", "--limit", "3",
+            "--init_batch", "2", "--init_steps", "3", "--work_dir", str(tmp_path), "--no_landmarks", "--threads", "1",
+            "--out_csv", str(tmp_path / "fly.csv"), "--out_md", str(tmp_path / "fly.md")]
+    rows = flywheel.main(argv + [f"--set={t}" for t in tiny])
+    assert sorted((r["render"], r["teacher"]) for r in rows) == sorted(
+        (f"demo_0000{i}", t) for i in range(3) for t in flywheel.TEACHERS)
+    assert len(list(csv.DictReader(open(tmp_path / "fly.csv")))) == 9
+    assert "speed-up" in (tmp_path / "fly.md").read_text()
+    assert all(r["seconds"] > 0 for r in rows)
+    G, _, _ = load_demo("random")
+    cfg = resolve_priors(G, TeacherConfig.demo().replace(**TeacherConfig.parse_overrides(tiny)), "cpu", 0)
+    source = build_render_source("renders", tmp_path / "demo_renders_seed7")
+    init = EncoderInit.load(tmp_path / "enc.pt", "cpu")
+    for rid in ("demo_00000", "demo_00002"):
+        inp = teacher_input(source[source.ids.index(rid)], "cpu")
+        with frozen(G):
+            expected = measure(G, build_problem(G, inp, cfg, None, torch.device("cpu")), init.encode([inp]), cfg,
+                               inp.image, None, None)[0]["loss"]
+        got = next(r["loss"] for r in rows if (r["render"], r["teacher"]) == (rid, "encoder"))
+        assert got == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(SystemExit):
+        flywheel.main(argv + ["--init_set", "interp_alphas=0.9"])
+
+
 def test_flywheel_table_pairs_renders():
     """Medians per teacher; speed-up = median full seconds / median seconds; eq. 1 ratio per render."""
     from render2style.scripts.flywheel import markdown_table
