@@ -8,8 +8,9 @@ without importing each other.
 Every weights option takes a path or a registry name (``--stylegan_weights ffhq-1024``,
 ``--ir_se50_weights ir_se50``, ``--checkpoint psp_ffhq_encode``). A name resolves to
 ``$RENDER2STYLE_CACHE/<file>`` (default: the user cache folder, ``~/.cache/render2style`` on Linux);
-a file not there yet is downloaded once (progress bar, resumed from its ``.part`` file, checked
-against the registry's size and SHA-256 before use, renamed into place atomically). Without network
+a file not there yet is downloaded once (progress bar, resumed from its ``.part`` file or started over
+when that cannot be resumed, checked against the registry's size and SHA-256 before use, renamed into
+place atomically; an HTML page, such as a download-quota page, is refused). Without network
 access (or with ``RENDER2STYLE_OFFLINE=1``) we stop with :class:`MissingWeightsError`, naming the file,
 its URL and where to put it; nothing ever runs silently on random weights. Files that torchvision or
 facenet-pytorch download by themselves are also looked up in the torch cache.
@@ -134,63 +135,106 @@ def weights_cache_dir() -> Path:
     return (base / "render2style").expanduser()
 
 
-def _check_file(path: Path, info: KnownWeights, url: str) -> None:
-    """Size, then SHA-256, against the registry; a mismatch deletes ``path`` and raises ValueError."""
+def _file_problem(path: Path, info: KnownWeights) -> str | None:
+    """What is wrong with ``path`` against the registry's size, then SHA-256; None when it matches."""
     size = path.stat().st_size
-    problem = None
     if info.size is not None and size != info.size:
-        problem = f"size mismatch: expected {info.size} bytes, found {size}"
-    elif info.sha256 is not None:
+        return f"size mismatch: expected {info.size} bytes, found {size}"
+    if info.sha256 is not None:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(_CHUNK), b""):
                 digest.update(chunk)
         if not digest.hexdigest().startswith(info.sha256):
-            problem = f"checksum mismatch: expected SHA-256 {info.sha256}, found {digest.hexdigest()}"
+            return f"checksum mismatch: expected SHA-256 {info.sha256}, found {digest.hexdigest()}"
+    return None
+
+
+def _check_file(path: Path, info: KnownWeights, url: str) -> None:
+    """:func:`_file_problem`; a mismatch deletes ``path`` and raises ValueError."""
+    problem = _file_problem(path, info)
     if problem:
         path.unlink()
         raise ValueError(f"{path}: {problem}; the download from {url} was deleted (run again to download "
                          "it anew, or get the file by hand and pass its path)")
 
 
-def download_weights(info: KnownWeights, dest: Path, url: str | None = None, timeout: float = 30.0) -> Path:
-    """Download ``info`` (from ``url``, default ``info.url``) to ``dest``: into ``dest.part``, resumed
-    with an HTTP Range request when a partial file is there, checked (:func:`_check_file`), then renamed
-    into place. :class:`MissingWeightsError` when the server cannot be reached or answers with an error."""
+def _fetch(info: KnownWeights, url: str, part: Path, dest: Path, timeout: float, restarted: str) -> str | None:
+    """Download ``url`` into ``part``, resuming after the bytes already there. None when ``part`` then holds
+    the file (a 416 counts when the registry's size or checksum vouches for ``part``); otherwise why the
+    partial file cannot be resumed (the caller deletes it and starts over). :class:`MissingWeightsError`
+    naming the file, ``url`` and ``part`` (``restarted``: why an earlier partial file was deleted) when the
+    server cannot be reached, answers with an error or sends an HTML page."""
     from tqdm import tqdm
-    url = url or info.url
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     done = part.stat().st_size if part.is_file() else 0
+    if done:
+        context = f"; the partial download {part} ({done} bytes) is kept for a later resume"
+    else:
+        context = f"; {restarted}" if restarted else ""
     request = urllib.request.Request(url, headers={"User-Agent": "render2style",
                                                    **({"Range": f"bytes={done}-"} if done else {})})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and done and info.size == done:  # the partial file is already complete
-            response = None
-        else:
-            raise MissingWeightsError(f"{info.file}: downloading {url} failed (HTTP {e.code} {e.reason}); "
-                                      f"get it from {info.source} and pass its path") from None
+        if e.code == 416 and done:  # nothing left to send after byte `done`: complete, or not this file
+            if info.size is None and info.sha256 is None:
+                return "the server will not resume it (HTTP 416) and the registry has no size or checksum to check it"
+            problem = _file_problem(part, info)
+            return f"the server will not resume it (HTTP 416) and it is not the file ({problem})" if problem else None
+        raise MissingWeightsError(f"{info.file}: downloading {url} failed (HTTP {e.code} {e.reason}){context}; "
+                                  f"get it from {info.source} and pass its path") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise MissingWeightsError(f"{info.file}: cannot download {url} ({reason}); get it from {info.source} and "
-                                  f"pass its path, or put it at {dest}") from None
-    if response is not None:
-        with response:
-            if done and response.status != 206:  # the server ignored the Range: start over
-                log.info("%s: the server does not resume downloads; downloading from the start", url)
-                done = 0
-            length = response.headers.get("Content-Length")
-            total = done + int(length) if length is not None else info.size
-            with open(part, "ab" if done else "wb") as f, tqdm(
-                    total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=info.file, disable=None) as bar:
-                for chunk in iter(lambda: response.read(_CHUNK), b""):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-                f.flush()
-                os.fsync(f.fileno())
+        raise MissingWeightsError(f"{info.file}: cannot download {url} ({reason}){context}; get it from "
+                                  f"{info.source} and pass its path, or put it at {dest}") from None
+    with response:
+        if response.headers.get_content_type() == "text/html":  # e.g. Google Drive's quota or confirmation page
+            part.unlink(missing_ok=True)
+            deleted = f" (the partial download {part} was deleted)" if done else ""
+            raise MissingWeightsError(
+                f"{info.file}: {url} sent an HTML page (Content-Type: {response.headers['Content-Type']}), not the "
+                f"weights file{deleted}; probably a download-quota or confirmation page: download it by hand from "
+                f"{info.source} and pass its path, or put it at {dest}")
+        if response.status == 206:
+            found = re.match(r"bytes (\d+)-", response.headers.get("Content-Range") or "")
+            start = int(found.group(1)) if found else None
+            if start != done:
+                return (f"the server resumed it from byte {start} instead of {done} (Content-Range: "
+                        f"{response.headers.get('Content-Range')})")
+        elif done:  # the server ignored the Range: start over
+            log.info("%s: the server does not resume downloads; downloading from the start", url)
+            done = 0
+        length = response.headers.get("Content-Length")
+        total = done + int(length) if length is not None else info.size
+        with open(part, "ab" if done else "wb") as f, tqdm(
+                total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=info.file, disable=None) as bar:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                f.write(chunk)
+                bar.update(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+    return None
+
+
+def download_weights(info: KnownWeights, dest: Path, url: str | None = None, timeout: float = 30.0) -> Path:
+    """Download ``info`` (from ``url``, default ``info.url``) to ``dest``: into ``dest.part``, resumed
+    with an HTTP Range request when a partial file is there, checked (:func:`_check_file`), then renamed
+    into place. A partial file that cannot be resumed (HTTP 416 while the registry cannot vouch for it, or
+    a 206 from another byte) is deleted and the download starts over, once. :class:`MissingWeightsError`
+    when the server cannot be reached, answers with an error or sends an HTML page instead of the file."""
+    url = url or info.url
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stale = _fetch(info, url, part, dest, timeout, restarted="")
+    if stale is not None:
+        log.warning("%s: %s; deleting it and downloading %s from the start", part, stale, url)
+        part.unlink()
+        restarted = f"the partial download {part} was deleted: {stale}"
+        again = _fetch(info, url, part, dest, timeout, restarted)
+        if again is not None:
+            raise MissingWeightsError(f"{info.file}: downloading {url} from the start failed ({again}) after "
+                                      f"{restarted}; get it from {info.source} and pass its path")
     _check_file(part, info, url)
     os.replace(part, dest)
     log.info("downloaded %s to %s", url, dest)

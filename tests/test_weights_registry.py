@@ -24,11 +24,14 @@ PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes: more than one r
 
 
 class Server(http.server.ThreadingHTTPServer):
-    """Serves ``files`` (path -> bytes); honours ``Range: bytes=N-`` unless ``ranges`` is False; logs requests."""
+    """Serves ``files`` (path -> bytes); honours ``Range: bytes=N-`` unless ``ranges`` is False (``shift``: a
+    206 starts that many bytes after the byte asked for, as its Content-Range says); sends ``content_type``
+    when set; logs requests."""
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
         self.files, self.ranges, self.requests = {}, True, []
+        self.shift, self.content_type = 0, None
 
     def url(self, path):
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
@@ -48,10 +51,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if start >= len(data):
                 self.send_error(416, "Range Not Satisfiable")
                 return
+            start = max(start + server.shift, 0)
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
             self.send_response(200)
+        if server.content_type:
+            self.send_header("Content-Type", server.content_type)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         self.wfile.write(data[start:])
@@ -138,6 +144,55 @@ def test_a_complete_part_file_is_checked_and_used(server, cache, monkeypatch):
     cache.mkdir()
     (cache / "tiny-weights.bin.part").write_bytes(PAYLOAD)  # the server answers 416
     assert resolve_weights("tiny").read_bytes() == PAYLOAD
+    assert server.requests == [("/w.bin", f"bytes={len(PAYLOAD)}-")]  # not downloaded again
+
+
+@pytest.mark.parametrize("part, fields", [(PAYLOAD, {"size": None, "sha256": None}), (PAYLOAD + b"more", {})],
+                         ids=["complete-unchecked", "too-long"])
+def test_a_part_file_the_server_will_not_resume_is_downloaded_again(server, cache, monkeypatch, part, fields):
+    """HTTP 416 on a .part the registry cannot vouch for (no size or checksum, or not matching them): the
+    .part is deleted and the download starts over once, instead of failing on every later run."""
+    server.files["/w.bin"] = PAYLOAD
+    register(monkeypatch, server.url("/w.bin"), **fields)
+    cache.mkdir()
+    (cache / "tiny-weights.bin.part").write_bytes(part)
+    assert resolve_weights("tiny").read_bytes() == PAYLOAD
+    assert server.requests == [("/w.bin", f"bytes={len(part)}-"), ("/w.bin", None)]
+    assert sorted(cache.iterdir()) == [cache / "tiny-weights.bin"]
+
+
+def test_a_206_from_another_byte_restarts_the_download(server, cache, monkeypatch):
+    server.files["/w.bin"], server.shift = PAYLOAD, -100_000  # Content-Range: bytes 200000-...
+    register(monkeypatch, server.url("/w.bin"))
+    cache.mkdir()
+    (cache / "tiny-weights.bin.part").write_bytes(PAYLOAD[:300_000])
+    assert resolve_weights("tiny").read_bytes() == PAYLOAD
+    assert server.requests == [("/w.bin", "bytes=300000-"), ("/w.bin", None)]
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["fresh", "resumed"])
+def test_an_html_page_is_refused_and_nothing_is_cached(server, cache, monkeypatch, partial):
+    """A quota / confirmation page (Content-Type text/html) for an entry without a checksum never becomes
+    the weights file: a clear error, and neither the file nor a .part is left in the cache."""
+    server.files["/w.bin"] = b"<html><body>Google Drive - Quota exceeded</body></html>" * 100
+    server.content_type = "text/html; charset=utf-8"
+    register(monkeypatch, server.url("/w.bin"), size=None, sha256=None)
+    cache.mkdir()
+    if partial:
+        (cache / "tiny-weights.bin.part").write_bytes(b"x" * 1000)
+    with pytest.raises(MissingWeightsError, match=r"tiny-weights.bin: http://127.0.0.1:\d+/w.bin sent an HTML "
+                                                  r"page \(Content-Type: text/html; charset=utf-8\).*quota.*by hand"):
+        resolve_weights("tiny")
+    assert not any(cache.iterdir())
+
+
+def test_an_http_error_names_the_part_file_it_keeps(server, cache, monkeypatch):
+    register(monkeypatch, server.url("/missing.bin"))
+    cache.mkdir()
+    (cache / "tiny-weights.bin.part").write_bytes(b"x" * 1000)
+    with pytest.raises(MissingWeightsError, match=r"HTTP 404.*partial download .*cache/tiny-weights.bin.part "
+                                                  r"\(1000 bytes\) is kept"):
+        resolve_weights("tiny")
 
 
 @pytest.mark.parametrize("fault", ["checksum", "size"])
