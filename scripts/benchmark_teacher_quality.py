@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from render2style.cli import add_tool_info
-from render2style.teacher.methods import METHODS
+from render2style.teacher.methods import LANDMARK_DETECTORS, METHODS
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("demo", "paper"), default="demo", help="teacher settings")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any TeacherConfig field, e.g. --set csanns_outer=12 (repeatable)")
-    p.add_argument("--no_landmarks", action="store_true", help="skip the dlib landmark error")
+    add_landmark_options(p)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", help="where the teacher runs; unset: cuda when available, else cpu")
     p.add_argument("--seed", type=int, default=0, help="base seed of the teacher and of the closed-loop targets")
     p.add_argument("--out_csv", help="write every row here")
     p.add_argument("--out_md", help="write the Markdown table here")
     return p
+
+
+def add_landmark_options(p: argparse.ArgumentParser) -> None:
+    """``--landmarks`` and ``--no_landmarks`` (this tool and r2s-flywheel)."""
+    p.add_argument("--landmarks", choices=("auto", *LANDMARK_DETECTORS), default="auto",
+                   help="detector of the landmark error: dlib (68 points), mtcnn (5 points; it also finds the faces "
+                        "of a 64² generator), auto: mtcnn below 256², else dlib")
+    p.add_argument("--no_landmarks", action="store_true", help="skip the landmark error")
+
+
+def landmark_error(args: argparse.Namespace, size: int):
+    """The ``teacher.quality.LandmarkError`` that ``add_landmark_options`` chose for a ``size``² generator, or None."""
+    from render2style.teacher.quality import LandmarkError
+    if args.no_landmarks:
+        return None
+    return LandmarkError(args.landmarks if args.landmarks != "auto" else "mtcnn" if size < 256 else "dlib")
 
 
 def write_csv(rows: list[dict], fields: Sequence[str], path: str) -> None:
@@ -73,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
     from render2style.teacher import PerceptualNets, TeacherConfig, resolve_priors
     from render2style.teacher.closed_loop import closed_loop_cases
-    from render2style.teacher.quality import FIELDS, LandmarkError, benchmark_target, markdown_table
+    from render2style.teacher.quality import FIELDS, benchmark_target, markdown_table
     from render2style.utils.io import atomic_write_text
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(args.threads)
@@ -92,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         perceptual = PerceptualNets.load(args.lpips_weights, args.vgg_weights, lpips_net=cfg.lpips_net,
                                          need_vgg="image2stylegan" in methods, device=args.device)
     cfg = resolve_priors(G, cfg, args.device, args.seed)
-    landmarks = None if args.no_landmarks else LandmarkError()
+    landmarks = landmark_error(args, G.size)
     targets = [("closed loop", c.id, c.input, c.w_true) for c in closed_loop_cases(G, args.n, seed=args.seed)]
     if args.renders:
         from render2style.datasets import build_render_source
@@ -110,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     overrides = " " + " ".join(args.overrides) if args.overrides else ""
     header = (f"Generator: {g_name} ({G.size}²), preset {args.preset}{overrides}, "
               f"perceptual terms: {'LPIPS ' + cfg.lpips_net if perceptual is not False else 'off (demo)'}, "
-              f"device {args.device}, {args.threads} threads, seeds {cfg.n_seeds}, seed {args.seed}.")
+              f"device {args.device}, {args.threads} threads, seeds {cfg.n_seeds}, seed {args.seed}, "
+              f"landmarks {landmarks.detector if landmarks else 'off'}.")
     tables = [header] + [markdown_table([r for r in rows if r["source"] == s], s)
                          for s in dict.fromkeys(r["source"] for r in rows)]
     if agreement:

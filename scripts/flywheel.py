@@ -5,8 +5,9 @@ the teacher started from E(x) (``--init_mode replace``: the projector from E(x) 
 ``--init_batch`` renders refined together, each as it would be alone, its seconds the batch's over its size (the
 full teacher runs the same batches: ``teacher.run.run_teacher_batch``);
 ``candidate``: steps 1-4 with E(x) as one more step-1 candidate). Each result is measured the same way
-(``teacher.quality.measure``): eq. 1 (landmark-free, as the selection sees it), SSIM inside Ia, the dlib
-landmark error, and seconds per image. The table gives medians and, per render, the ratio of the
+(``teacher.quality.measure``): eq. 1 (landmark-free, as the selection sees it), SSIM inside Ia, the landmark
+error (``--landmarks``: dlib's 68 points, or MTCNN's 5, which also finds the faces of a 64² generator), and seconds
+per image. The table gives medians and, per render, the ratio of the
 encoder-initialised teacher's eq. 1 loss to the full teacher's. Rows go to ``--out_csv`` after every batch
 (a killed run keeps them); the Markdown table to stdout and ``--out_md``.
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from render2style.cli import add_tool_info
 from render2style.options.validators import int_at_least
+from render2style.scripts.benchmark_teacher_quality import add_landmark_options
 from render2style.scripts.generate_targets import add_init_options, alphas_overridden
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int_at_least(0), default=1,
                    help="renders run through both teachers untimed first (one-time costs kept out of the timings)")
     p.add_argument("--lpips_weights", help="LPIPS backbone (path or registry name); default: perceptual terms off")
-    p.add_argument("--no_landmarks", action="store_true", help="skip the dlib landmark error")
+    add_landmark_options(p)
     p.add_argument("--seed", type=int, default=0, help="base seed of both teachers' random streams")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -132,12 +134,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     import torch  # after parsing: --help stays fast
 
     from render2style.datasets import build_render_source, make_demo_renders
-    from render2style.scripts.benchmark_teacher_quality import write_csv
+    from render2style.scripts.benchmark_teacher_quality import landmark_error, write_csv
     from render2style.scripts.generate_targets import default_preset, load_encoder_init, load_generator_arg
     from render2style.teacher import PerceptualNets, TeacherConfig, resolve_priors
     from render2style.teacher.encoder_init import run_encoder_init_batch
     from render2style.teacher.job import teacher_input
-    from render2style.teacher.quality import LandmarkError, measure
+    from render2style.teacher.quality import measure
     from render2style.teacher.run import build_problem, frozen, run_teacher_batch
     from render2style.utils.io import atomic_write_text
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -162,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         source = build_render_source("renders", root)
     else:
         source = build_render_source(args.dataset, args.renders)
-    landmarks = None if args.no_landmarks else LandmarkError()
+    landmarks = landmark_error(args, G.size)
     nets = perceptual if perceptual is not False else None
     ids = sorted(source.ids)[:args.limit]
     warm = [teacher_input(source[source.ids.index(rid)], device) for rid in ids[:args.warmup]]
@@ -200,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     header = (f"**Flywheel** ({len(ids)} renders, medians): generator {g_name} ({G.size}²), preset {preset}"
               f"{overrides}, encoder {args.checkpoint}, init mode {mode}, perceptual terms "
               f"{'LPIPS ' + cfg.lpips_net if perceptual is not False else 'off (demo)'}, device {device}, "
-              f"{args.threads} threads.")
+              f"{args.threads} threads, landmarks {landmarks.detector if landmarks else 'off'}.")
     text = markdown_table(rows, header) + "\n"
     print(text)
     if args.out_md:

@@ -18,3 +18,5 @@ INIT_SCHEDULES = ("warm", "garbin")
 #: the selection; on two sets of 16 unseen demo renders it selected the same codes (docs/BENCHMARKS.md, "The
 #: flywheel"), a blend with α < 1 never winning.
 INIT_ALPHAS = (1.0,)
+#: The detectors of the landmark error of ``teacher.quality.LandmarkError``: dlib's 68 points, MTCNN's 5.
+LANDMARK_DETECTORS = ("dlib", "mtcnn")

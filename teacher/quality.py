@@ -1,4 +1,4 @@
-"""Teacher quality per step: eq. 1 loss, SSIM inside Ia, W+ error, dlib landmark error and seconds of every
+"""Teacher quality per step: eq. 1 loss, SSIM inside Ia, W+ error, landmark error and seconds of every
 step of Garbin et al.'s teacher and of the baselines, on one render at a time, and their Markdown table
 (``r2s-benchmark-teacher-quality`` runs it over closed-loop and real renders)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 from render2style.teacher.common import seed_generators, stream_key, synthesize
 from render2style.teacher.config import TeacherConfig
-from render2style.teacher.methods import METHODS
+from render2style.teacher.methods import LANDMARK_DETECTORS, METHODS
 from render2style.teacher.run import build_problem, frozen, run_teacher
 from render2style.teacher.sampling import sampling_step
 from render2style.teacher.select import score_candidates
@@ -21,18 +21,23 @@ FIELDS = ("source", "target", "method", "step", "loss", "ssim", "w_err", "landm_
 
 
 class LandmarkError:
-    """Mean distance of the 68 dlib landmarks between two images in % of the image width (None when dlib
-    finds no face in either one), both images upsampled to 256² for detection."""
+    """Mean distance of the landmarks found in two images, in % of the image width (None when no face is found in
+    either one), both images upsampled to 256² for detection: ``detector`` "dlib" (68 points, the paper's) or "mtcnn"
+    (facenet-pytorch's 5 points: eyes, nose, mouth corners; it also finds the small faces of a 64² generator, where
+    dlib finds none)."""
 
-    def __init__(self):
-        from render2style.alignment.landmarks import DlibLandmarks
-        self.dlib = DlibLandmarks()
+    def __init__(self, detector: str = "dlib"):
+        from render2style.alignment.landmarks import DlibLandmarks, MTCNNPoints
+        if detector not in LANDMARK_DETECTORS:
+            raise ValueError(f"landmark detector must be one of {LANDMARK_DETECTORS}, got {detector!r}")
+        self.detector = detector
+        self.points = DlibLandmarks() if detector == "dlib" else MTCNNPoints()
         self.found = self.tried = 0
 
     def _points(self, image: torch.Tensor) -> np.ndarray | None:
         x = torch.nn.functional.interpolate(image[None].float(), size=256, mode="bilinear", align_corners=False)
         rgb = ((x[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        faces = self.dlib(rgb)
+        faces = self.points(rgb)
         return faces[0] if faces else None
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> float | None:
