@@ -138,6 +138,9 @@ def select_results(G, probs: Sequence[Problem], found: Sequence[tuple], cfg: Tea
             terms = [p.loss(s.image, with_landmarks=True) for p, s in zip(probs, scored)]
     results = []
     for (codes, noise, rows, stats), s, t in zip(found, scored, terms):
+        if not torch.isfinite(s.ssim).any():
+            log.warning("selection: no candidate has a finite SSIM (%d candidates); the first (%s) is kept",
+                        len(rows), rows[0]["step"])
         for row, value, loss in zip(rows, s.ssim.tolist(), s.loss.tolist()):
             row.update(ssim=value, loss=loss)
         metrics = {f"loss_{k}": float(v[0]) for k, v in t.items()}

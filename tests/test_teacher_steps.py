@@ -422,6 +422,18 @@ def test_a_nan_score_is_never_selected():
     assert select_best(torch.tensor([nan, nan])) == 0
 
 
+def test_a_render_without_any_finite_score_is_named_in_the_log(G, cfg, problems, caplog):
+    from render2style.teacher.common import StepTimer
+    from render2style.teacher.run import select_results
+    good = cfg.w_avg.reshape(1, 1, -1).expand(2, G.n_latent, -1).contiguous()
+    rows = [[{"step": "a", "seed": 0}, {"step": "b", "seed": 0}] for _ in range(2)]
+    found = [(good, None, rows[0], {}), (torch.full_like(good, float("nan")), None, rows[1], {})]
+    with caplog.at_level("WARNING"):
+        results = select_results(G, problems[:2], found, cfg, StepTimer(torch.device("cpu")))
+    assert [r.metrics["selected_step"] for r in results] == ["a", "a"]
+    assert len([m for m in caplog.messages if "no candidate has a finite SSIM" in m]) == 1
+
+
 # --- whole pipeline on closed-loop renders ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
