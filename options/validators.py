@@ -51,3 +51,14 @@ def layer_spec(text: str) -> str:
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e).lstrip()) from None
     return text
+
+
+def unit_fractions(text: str) -> tuple[float, ...]:
+    """A ``type=`` for comma-separated numbers in (0, 1] (``--init_alphas``)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in (0, 1], got {text!r}") from None
+    if not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in (0, 1], got {text}")
+    return values

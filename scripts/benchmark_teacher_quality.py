@@ -119,9 +119,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                             None))
     rows, agreement, t0 = [], {}, time.perf_counter()
     for i, (kind, tid, inp, w_true) in enumerate(targets):
-        rows += benchmark_target(G, inp, cfg, perceptual, methods, tid, kind, w_true, landmarks, args.seed, agreement)
+        found = benchmark_target(G, inp, cfg, perceptual, methods, tid, kind, w_true, landmarks, args.seed, agreement)
+        rows += [dict(r, landmarks=landmarks.detector if landmarks else None) for r in found]
         if args.out_csv:          # after every target: a killed run keeps the rows it finished
-            write_csv(rows, FIELDS, args.out_csv)
+            write_csv(rows, (*FIELDS, "landmarks"), args.out_csv)
         log.info("target %d/%d (%s) done, %.0f s so far", i + 1, len(targets), tid, time.perf_counter() - t0)
     overrides = " " + " ".join(args.overrides) if args.overrides else ""
     header = (f"Generator: {g_name} ({G.size}²), preset {args.preset}{overrides}, "

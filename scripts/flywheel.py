@@ -11,7 +11,7 @@ per image. The table gives medians and, per render, the ratio of the
 encoder-initialised teacher's eq. 1 loss to the full teacher's. Rows go to ``--out_csv`` after every batch
 (a killed run keeps them); the Markdown table to stdout and ``--out_md``.
 
-``--warmup`` renders first run through both teachers untimed. Use renders the encoder was not trained on (the
+``--warmup`` batches first run through both teachers untimed. Use renders the encoder was not trained on (the
 demo: ``--demo_seed`` other than the training renders' seed).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from render2style.scripts.generate_targets import add_init_options, alphas_overr
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("render", "teacher", "loss", "ssim", "landm_err", "seconds")
+FIELDS = ("render", "teacher", "loss", "ssim", "landm_err", "landmarks", "seconds")
 TEACHERS = ("full", "encoder", "encoder_init")
 
 
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TeacherConfig override for the encoder-initialised teacher only (candidate: its smaller "
                         "step counts, e.g. --init_set n_seeds=1)")
     p.add_argument("--warmup", type=int_at_least(0), default=1,
-                   help="renders run through both teachers untimed first (one-time costs kept out of the timings)")
+                   help="batches of --init_batch renders (the first ones) run through both teachers untimed first, so "
+                        "one-time and per-shape costs stay out of the timings")
     p.add_argument("--lpips_weights", help="LPIPS backbone (path or registry name); default: perceptual terms off")
     add_landmark_options(p)
     p.add_argument("--seed", type=int, default=0, help="base seed of both teachers' random streams")
@@ -128,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         return run_rounds(args)
     if args.checkpoint is None:
         parser.error("--checkpoint (the encoder to measure) is required without --rounds")
+    if alphas_overridden(args, args.overrides):
+        log.warning("--set interp_alphas applies to the full teacher only: --init_mode replace blends by --init_alphas")
     if alphas_overridden(args, args.init_overrides):
         parser.error("--init_set interp_alphas does not apply to --init_mode replace, whose eq. 4 candidates blend "
                      "by --init_alphas (give that instead)")
@@ -155,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         perceptual = PerceptualNets.load(args.lpips_weights, None, lpips_net=cfg.lpips_net, device=device)
     cfg = resolve_priors(G, cfg, device, args.seed)
     init_cfg = cfg.replace(**TeacherConfig.parse_overrides(args.init_overrides))
-    init, _ = load_encoder_init(args, args.checkpoint, device)
+    init = load_encoder_init(args, args.checkpoint, device)
     init.check_generator(G)
     if args.renders is None:
         root = Path(args.work_dir) / f"demo_renders_seed{args.demo_seed}"
@@ -167,10 +170,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     landmarks = landmark_error(args, G.size)
     nets = perceptual if perceptual is not False else None
     ids = sorted(source.ids)[:args.limit]
-    warm = [teacher_input(source[source.ids.index(rid)], device) for rid in ids[:args.warmup]]
-    if warm:
-        run_teacher_batch("garbin", G, warm, cfg, perceptual, seed=args.seed, render_ids=ids[:args.warmup])
-        run_encoder_init_batch(G, init, warm, init_cfg, perceptual, seed=args.seed, render_ids=ids[:args.warmup])
+    for start in range(0, min(args.warmup * args.init_batch, len(ids)), args.init_batch):
+        batch = ids[start:start + args.init_batch]
+        warm = [teacher_input(source[source.ids.index(rid)], device) for rid in batch]
+        run_teacher_batch("garbin", G, warm, cfg, perceptual, seed=args.seed, render_ids=batch)
+        run_encoder_init_batch(G, init, warm, init_cfg, perceptual, seed=args.seed, render_ids=batch)
     rows, t0 = [], time.perf_counter()
     for start in range(0, len(ids), args.init_batch):
         batch = ids[start:start + args.init_batch]
@@ -187,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 for teacher, (w, seconds) in codes.items():
                     row = measure(G, prob, w[None].to(device), cfg, inp.image, landmarks, None)[0]
                     rows.append({"render": rid, "teacher": teacher, "loss": row["loss"], "ssim": row["ssim"],
-                                 "landm_err": row["landm_err"], "seconds": seconds})
+                                 "landm_err": row["landm_err"], "landmarks": landmarks.detector if landmarks else None,
+                                 "seconds": seconds})
             log.info("render %s: eq. 1 %.4g full, %.4g encoder-initialised; %.2f s vs %.2f s (%.0f s so far)", rid,
                      rows[-3]["loss"], rows[-1]["loss"], rows[-3]["seconds"], rows[-1]["seconds"],
                      time.perf_counter() - t0)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from render2style.cli import add_tool_info
-from render2style.options.validators import float_at_least, int_at_least
+from render2style.options.validators import float_at_least, int_at_least, unit_fractions
 from render2style.teacher.methods import DUAL_SEARCHES, INIT_ALPHAS, INIT_MODES, INIT_SCHEDULES, TARGET_METHODS
 
 if TYPE_CHECKING:
@@ -90,20 +90,9 @@ def add_init_options(p: argparse.ArgumentParser) -> None:
                    help="replace: the projector's learning rate from E(x) (default: 0.05 warm, proj_lr garbin)")
     p.add_argument("--init_schedule", choices=INIT_SCHEDULES, default="warm",
                    help="replace: warm (no lr ramp-up, no latent noise: E(x) is near the answer) or step 3's own")
-    p.add_argument("--init_alphas", type=blend_weights, default=INIT_ALPHAS,
+    p.add_argument("--init_alphas", type=unit_fractions, default=INIT_ALPHAS,
                    help="replace: eq. 4 weights of the candidates between the projection and E(x), comma-separated "
                         f"in (0, 1] (default: {','.join(f'{a:g}' for a in INIT_ALPHAS)}; step 3's: 1,0.9,0.8,0.7)")
-
-
-def blend_weights(text: str) -> tuple[float, ...]:
-    """``--init_alphas a,b,...``: numbers in (0, 1]."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in (0, 1], got {text!r}") from None
-    if not all(0 < v <= 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in (0, 1], got {text}")
-    return values
 
 
 def alphas_overridden(args: argparse.Namespace, overrides: Sequence[str]) -> bool:
@@ -114,12 +103,14 @@ def alphas_overridden(args: argparse.Namespace, overrides: Sequence[str]) -> boo
 
 def load_encoder_init(args: argparse.Namespace, checkpoint: str, device: str):
     """The :class:`render2style.teacher.encoder_init.EncoderInit` of the encoder ``checkpoint`` that
-    ``add_init_options``' options describe, and its settings as JSON values."""
+    ``add_init_options``' options describe. ``--init_alphas`` other than the default with ``candidate`` (which
+    blends by the config's ``interp_alphas``) is warned about."""
     from render2style.teacher.encoder_init import EncoderInit
-    init = EncoderInit.load(checkpoint, device, mode=args.init_mode, proj_steps=args.init_steps,
+    if args.init_mode == "candidate" and tuple(args.init_alphas) != INIT_ALPHAS:
+        log.warning("--init_alphas applies to --init_mode replace only; candidate blends by the config's "
+                    "interp_alphas (--set interp_alphas=...)")
+    return EncoderInit.load(checkpoint, device, mode=args.init_mode, proj_steps=args.init_steps,
                             proj_lr=args.init_lr, schedule=args.init_schedule, interp_alphas=args.init_alphas)
-    return init, {"init_encoder": checkpoint, "init_mode": args.init_mode, "init_steps": args.init_steps,
-                  "init_lr": args.init_lr, "init_schedule": args.init_schedule, "init_alphas": list(args.init_alphas)}
 
 
 def override(item: str) -> str:
@@ -279,8 +270,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     source, root = renders_source(args)
     init, init_settings = None, {}
     if args.init_encoder:
-        init, init_settings = load_encoder_init(args, args.init_encoder, device)
+        init = load_encoder_init(args, args.init_encoder, device)
         init.check_generator(G)
+        init_settings = init.record(cfg)
     extra = {"renders": root, "dataset": args.dataset if args.renders else "renders", "centroids_file": args.centroids,
              "control_vectors_file": args.control_vectors, "weights": weights_used(args, cfg, perceptual), **dual,
              **init_settings}

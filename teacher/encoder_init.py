@@ -80,6 +80,15 @@ class EncoderInit:
         """The projector's schedule from E(x) (``replace``)."""
         return ProjectorSettings.from_code(cfg, self.proj_steps, self.schedule, self.proj_lr)
 
+    def record(self, cfg: TeacherConfig) -> dict[str, Any]:
+        """What runs, as JSON values (``run.json``, each target's metrics): the mode and encoder, and for
+        ``replace`` the projector's steps, schedule and effective learning rate and the eq. 4 weights."""
+        out: dict[str, Any] = {"init_mode": self.mode, "init_encoder": self.name}
+        if self.mode == "replace":
+            out.update(init_steps=self.proj_steps, init_schedule=self.schedule, init_lr=self.settings(cfg).lr,
+                       init_alphas=list(self.interp_alphas))
+        return out
+
     def encode(self, inps: Sequence[TeacherInput]) -> torch.Tensor:
         """E(x) ``[B, L, D]`` (float32) for renders, in one forward pass."""
         from render2style.inference.inputs import to_input_tensor
@@ -132,14 +141,13 @@ def run_encoder_init_batch(G, init: EncoderInit, inps: Sequence[TeacherInput], c
             proposals = [(torch.cat([w[None], codes]), [{"step": "encoder", "seed": 0}] + rows, stats)
                          for w, (codes, rows, stats) in zip(w_e, found)]
         results = select_results(G, probs, [(codes, None, rows, stats) for codes, rows, stats in proposals], cfg,
-                                 timer)
+                                 timer, render_ids)
         for res, (_, rows, _) in zip(results, proposals):
             res.metrics.update(method="garbin", loss_encoder=rows[0]["loss"])
     seconds = {k: v / n for k, v in timer.seconds.items()}
     seconds["total"] = (time.perf_counter() - start) / n
     for res in results:
-        res.metrics.update(init_mode=init.mode, init_encoder=init.name, perceptual=nets is not None, seed=seed,
-                           seconds=seconds, batch=n)
+        res.metrics.update(**init.record(cfg), perceptual=nets is not None, seed=seed, seconds=seconds, batch=n)
     return results
 
 

@@ -194,6 +194,7 @@ def check_run_config(out_dir: str | os.PathLike, config: dict[str, Any]) -> None
                          "resume it with the settings it was started with, or use another --out folder")
     changed = sorted(k for k in set(old.get("teacher", {})) | set(config.get("teacher", {}))
                      if old.get("teacher", {}).get(k) != config.get("teacher", {}).get(k))
+    changed += sorted(k for k in set(old) | set(config) if k.startswith("init_") and old.get(k) != config.get(k))
     if changed:
         log.warning("%s: resuming with different teacher settings (%s); rows record their own run", path,
                     ", ".join(changed))

@@ -114,7 +114,7 @@ def run_teacher_batch(method: str, G, inps: Sequence[TeacherInput], cfg: Teacher
                      garbin_proposals(G, [p.loss for p in probs], cfg, seed, keys, timer, device)]
         else:
             found = [_baseline(method, G, prob, cfg, nets, seed, key, timer, device) for prob, key in zip(probs, keys)]
-        results = select_results(G, probs, found, cfg, timer, garbin=method == "garbin")
+        results = select_results(G, probs, found, cfg, timer, render_ids, garbin=method == "garbin")
     seconds = {k: v / n for k, v in timer.seconds.items()}
     seconds["total"] = (time.perf_counter() - start) / n
     for res in results:
@@ -123,12 +123,12 @@ def run_teacher_batch(method: str, G, inps: Sequence[TeacherInput], cfg: Teacher
 
 
 def select_results(G, probs: Sequence[Problem], found: Sequence[tuple], cfg: TeacherConfig, timer: StepTimer,
-                   garbin: bool = True) -> list[TeacherResult]:
+                   render_ids: Sequence[str], garbin: bool = True) -> list[TeacherResult]:
     """Step 4 for several renders, their candidates scored in one pass (:func:`score_renders`): per render, of
     ``found[r]`` = (candidate codes ``[M, L, D]``, their noise maps or None, one row per candidate, statistics),
     the code with the highest SSIM, its image and eq. 1 terms; each row gets its candidate's ``ssim`` and
     landmark-free ``loss``. ``garbin``: the result keeps every candidate and the per-step losses
-    (``loss_sampling``, ...)."""
+    (``loss_sampling``, ...). A render whose candidates all score NaN keeps its first one, logged with its id."""
     noises = [noise for _, noise, _, _ in found]
     with timer("selection"):
         scored = score_renders(G, [codes for codes, *_ in found], [p.render for p in probs],
@@ -137,10 +137,10 @@ def select_results(G, probs: Sequence[Problem], found: Sequence[tuple], cfg: Tea
         with torch.no_grad():
             terms = [p.loss(s.image, with_landmarks=True) for p, s in zip(probs, scored)]
     results = []
-    for (codes, noise, rows, stats), s, t in zip(found, scored, terms):
+    for rid, (codes, noise, rows, stats), s, t in zip(render_ids, found, scored, terms):
         if not torch.isfinite(s.ssim).any():
-            log.warning("selection: no candidate has a finite SSIM (%d candidates); the first (%s) is kept",
-                        len(rows), rows[0]["step"])
+            log.warning("selection: render %r: no candidate has a finite SSIM (%d candidates); the first (%s) is kept",
+                        rid, len(rows), rows[0]["step"])
         for row, value, loss in zip(rows, s.ssim.tolist(), s.loss.tolist()):
             row.update(ssim=value, loss=loss)
         metrics = {f"loss_{k}": float(v[0]) for k, v in t.items()}

@@ -236,7 +236,7 @@ def test_generate_targets_with_an_init_encoder(tmp_path):
                            "--set", "n_control=2", "--set", "interp_layers=1"])
     run = json.loads((out / "run.json").read_text())
     assert (run["init_encoder"], run["init_mode"], run["init_steps"]) == (str(tmp_path / "enc.pt"), "replace", 3)
-    assert run["init_alphas"] == [0.9]
+    assert (run["init_alphas"], run["init_schedule"], run["init_lr"]) == ([0.9], "warm", 0.05)  # what ran
     assert run["weights"]["init_encoder"]["path"] == str(tmp_path / "enc.pt")
     rows = list(csv.DictReader(open(out / "metadata.csv")))
     assert len(rows) == 1 and rows[0]["init_mode"] == "replace" and float(rows[0]["loss_encoder"]) > 0

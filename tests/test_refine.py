@@ -39,10 +39,11 @@ def summary(out):
 
 def test_refinement_lowers_each_images_teacher_loss_and_reports_it(net, closed_loop, tmp_path):  # noqa: F811
     out = tmp_path / "refined"
-    assert run(net, "--input", closed_loop, "--out", out, "--refine_steps", "30", "--refine_lr", "0.05",
+    assert run(net, "--input", closed_loop, "--out", out, "--refine_steps", "30", "--refine_lr", "0.03",
                "--no_perceptual", "--batch_size", "3") == 0
     r = summary(out)["refine"]
     assert r["steps"] == 30 and r["perceptual"] is False and r["seconds_per_image"] > 0
+    assert (r["schedule"], r["lr"]) == ("warm", 0.03)
     assert r["improved"] == 3
     for name, loss in r["per_image"].items():
         assert loss["after"] < 0.8 * loss["before"], name           # a real gain, not rounding
@@ -110,10 +111,13 @@ def test_zero_refinement_steps_is_plain_encoding_exactly(net, closed_loop, tmp_p
     assert summary(tmp_path / "k0")["refine"] is None
 
 
-def test_batched_refinement_gives_each_image_what_it_gets_alone(net, closed_loop, tmp_path):  # noqa: F811
-    # step 3's schedule (lr 0.01): the batch's float rounding (another synthesis path at batch 3) stays small;
-    # at the warm schedule's lr 0.05 Adam carries it further (a 2 % difference after 12 steps)
-    args = ("--input", closed_loop, "--refine_steps", "12", "--refine_schedule", "garbin", "--no_perceptual")
+@pytest.mark.parametrize("schedule, rel, atol", [("garbin", 5e-3, 1e-2), ("warm", 3e-2, 0.1)])
+def test_batched_refinement_gives_each_image_what_it_gets_alone(net, closed_loop, tmp_path, schedule, rel,  # noqa: F811
+                                                               atol):
+    # the batch's float rounding (another synthesis path at batch 3 than at batch 1) stays small at step 3's lr 0.01;
+    # at the warm schedule's 0.05 Adam carries it further: up to 2 % of eq. 1 and 0.04 in a few of the codes'
+    # coordinates (Adam's normalised step moves a coordinate whose gradient is near 0 by about lr either way)
+    args = ("--input", closed_loop, "--refine_steps", "12", "--refine_schedule", schedule, "--no_perceptual")
     assert run(net, *args, "--out", tmp_path / "batched", "--batch_size", "3") == 0
     assert run(net, *args, "--out", tmp_path / "single", "--batch_size", "1") == 0
     batched, single = summary(tmp_path / "batched")["refine"], summary(tmp_path / "single")["refine"]
@@ -122,9 +126,9 @@ def test_batched_refinement_gives_each_image_what_it_gets_alone(net, closed_loop
     # rounding of convolutions at batch 3 and batch 1 into the codes (measured in the full suite: 4e-4 relative)
     for name in batched["per_image"]:
         assert batched["per_image"][name]["before"] == pytest.approx(single["per_image"][name]["before"], rel=1e-4)
-        assert batched["per_image"][name]["after"] == pytest.approx(single["per_image"][name]["after"], rel=5e-3)
+        assert batched["per_image"][name]["after"] == pytest.approx(single["per_image"][name]["after"], rel=rel)
         np.testing.assert_allclose(np.load(tmp_path / "batched" / "latents" / f"{name}.npy"),
-                                   np.load(tmp_path / "single" / "latents" / f"{name}.npy"), atol=1e-2)
+                                   np.load(tmp_path / "single" / "latents" / f"{name}.npy"), atol=atol)
     # the images differ, so equal results are not a batch of copies
     assert len({round(v["after"], 6) for v in batched["per_image"].values()}) == 3
 

@@ -429,9 +429,10 @@ def test_a_render_without_any_finite_score_is_named_in_the_log(G, cfg, problems,
     rows = [[{"step": "a", "seed": 0}, {"step": "b", "seed": 0}] for _ in range(2)]
     found = [(good, None, rows[0], {}), (torch.full_like(good, float("nan")), None, rows[1], {})]
     with caplog.at_level("WARNING"):
-        results = select_results(G, problems[:2], found, cfg, StepTimer(torch.device("cpu")))
+        results = select_results(G, problems[:2], found, cfg, StepTimer(torch.device("cpu")), ["ok", "broken"])
     assert [r.metrics["selected_step"] for r in results] == ["a", "a"]
-    assert len([m for m in caplog.messages if "no candidate has a finite SSIM" in m]) == 1
+    warned = [m for m in caplog.messages if "no candidate has a finite SSIM" in m]
+    assert len(warned) == 1 and "'broken'" in warned[0]
 
 
 # --- whole pipeline on closed-loop renders ----------------------------------------------------------
